@@ -1,0 +1,143 @@
+/*
+ * listener.c - multishot accept (see listener.h).
+ *
+ * A multishot accept ends (no IORING_CQE_F_MORE) on errors such as
+ * EMFILE; it is re-armed after a short pause so a descriptor shortage
+ * does not become a busy loop.
+ */
+#define _GNU_SOURCE
+#include "listener.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ACCEPT_RETRY_MS 100
+
+int eng_bind_socket(int type, const struct sockaddr *addr, socklen_t len, bool reuseport)
+{
+	int fd = socket(addr->sa_family, type | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+		goto fail;
+	if (addr->sa_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, addr, len) < 0)
+		goto fail;
+	if (type == SOCK_STREAM && listen(fd, 4096) < 0)
+		goto fail;
+	return fd;
+fail:;
+	int err = -errno;
+	close(fd);
+	return err;
+}
+
+uint16_t eng_bound_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return 0;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	if (ss.ss_family == AF_INET6)
+		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	return 0;
+}
+
+static void arm_accept(struct eng_listener *l)
+{
+	struct io_uring_sqe *sqe = eng_sqe(l->sh, &l->accept_op);
+	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+	l->inflight++;
+}
+
+static void finish(struct eng_listener *l)
+{
+	if (l->closed || l->inflight)
+		return;
+	l->closed = true;
+	eng_timer_cancel(&l->sh->timers, &l->retry);
+	close(l->fd);
+	l->fd = -1;
+	l->sh->live--;
+	if (l->on_closed)
+		l->on_closed(l);
+}
+
+static void accept_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe)
+{
+	struct eng_listener *l = container_of(op, struct eng_listener, accept_op);
+	if (cqe->res >= 0) {
+		if (l->closing)
+			close(cqe->res);
+		else
+			l->on_accept(l, cqe->res);
+	}
+	if (cqe->flags & IORING_CQE_F_MORE)
+		return;
+	l->inflight--;
+	if (l->closing) {
+		finish(l);
+		return;
+	}
+	if (cqe->res < 0) {
+		fprintf(stderr, "crust: shard %u: accept: %s; retrying\n", sh->id, strerror(-cqe->res));
+		eng_timer_arm(&sh->timers, &l->retry, ACCEPT_RETRY_MS);
+		return;
+	}
+	arm_accept(l);
+}
+
+static void retry_cb(struct eng_timer *t, void *ctx)
+{
+	(void)t;
+	struct eng_listener *l = ctx;
+	if (!l->closing)
+		arm_accept(l);
+}
+
+static void cancel_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe)
+{
+	(void)sh;
+	(void)cqe;
+	struct eng_listener *l = container_of(op, struct eng_listener, cancel_op);
+	l->inflight--;
+	finish(l);
+}
+
+void eng_listener_start(struct eng_listener *l, struct shard *sh, int fd, eng_accept_fn on_accept,
+			void (*on_closed)(struct eng_listener *l), void *owner)
+{
+	memset(l, 0, sizeof(*l));
+	l->sh = sh;
+	l->fd = fd;
+	l->on_accept = on_accept;
+	l->on_closed = on_closed;
+	l->owner = owner;
+	l->accept_op.cb = accept_cb;
+	l->cancel_op.cb = cancel_cb;
+	eng_timer_init(&l->retry, retry_cb, l);
+	sh->live++;
+	arm_accept(l);
+}
+
+void eng_listener_close(struct eng_listener *l)
+{
+	if (l->closing)
+		return;
+	l->closing = true;
+	if (l->inflight) {
+		struct io_uring_sqe *sqe = eng_sqe(l->sh, &l->cancel_op);
+		io_uring_prep_cancel_fd(sqe, l->fd, IORING_ASYNC_CANCEL_ALL);
+		l->inflight++;
+		return;
+	}
+	finish(l);
+}

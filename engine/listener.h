@@ -1,0 +1,46 @@
+/*
+ * listener.h - a listening stream socket on a shard with multishot accept.
+ *
+ * Each shard gets its own SO_REUSEPORT listener on the same port, so the
+ * kernel spreads incoming connections across shards and no accepted
+ * socket ever has to change threads.
+ */
+#ifndef CRUST_ENGINE_LISTENER_H
+#define CRUST_ENGINE_LISTENER_H
+
+#include <sys/socket.h>
+
+#include "engine.h"
+
+struct eng_listener;
+/* An accepted connection: the callee owns fd. */
+typedef void (*eng_accept_fn)(struct eng_listener *l, int fd);
+
+struct eng_listener {
+	struct shard *sh;
+	int fd;
+	struct eng_op accept_op, cancel_op;
+	struct eng_timer retry;
+	eng_accept_fn on_accept;
+	void (*on_closed)(struct eng_listener *l);
+	void *owner;
+	unsigned inflight;
+	bool closing, closed;
+};
+
+/*
+ * Bind a socket of type (SOCK_STREAM / SOCK_DGRAM) to addr with
+ * SO_REUSEPORT, and listen() if it is a stream. Any thread. Returns the
+ * fd or -errno.
+ */
+int eng_bind_socket(int type, const struct sockaddr *addr, socklen_t len, bool reuseport);
+/* The port a socket is bound to, or 0. */
+uint16_t eng_bound_port(int fd);
+
+/* Start accepting on fd (the listener owns it from now on). Shard thread. */
+void eng_listener_start(struct eng_listener *l, struct shard *sh, int fd, eng_accept_fn on_accept,
+			void (*on_closed)(struct eng_listener *l), void *owner);
+/* Stop accepting and close; on_closed follows once nothing is in flight. */
+void eng_listener_close(struct eng_listener *l);
+
+#endif

@@ -1,0 +1,48 @@
+/* msg.c - allocation and release of struct crust_msg (see msg.h). */
+#include "msg.h"
+
+#include <stdlib.h>
+
+struct crust_msg *eng_msg_alloc(size_t len)
+{
+	if (len > UINT32_MAX - ENG_MSG_HEADROOM)
+		return NULL;
+	struct crust_msg *m = malloc(sizeof(*m) + ENG_MSG_HEADROOM + len);
+	if (!m)
+		return NULL;
+	m->next = NULL;
+	m->data = m->storage + ENG_MSG_HEADROOM;
+	m->len = (uint32_t)len;
+	m->kind = ENG_MSG_HEAP;
+	m->prio = 0;
+	m->hdr_len = 0;
+	m->rxbuf = NULL;
+	m->acct = NULL;
+	return m;
+}
+
+struct crust_msg *eng_msg_view(struct eng_rxbuf *b, uint8_t *p, uint32_t len)
+{
+	struct crust_msg *m = malloc(sizeof(*m));
+	if (!m)
+		return NULL;
+	eng_rxbuf_get(b);
+	m->next = NULL;
+	m->data = p;
+	m->len = len;
+	m->kind = ENG_MSG_VIEW;
+	m->prio = 0;
+	m->hdr_len = 0;
+	m->rxbuf = b;
+	m->acct = NULL;
+	return m;
+}
+
+void eng_msg_free(struct crust_msg *m)
+{
+	if (!m)
+		return;
+	if (m->kind == ENG_MSG_VIEW)
+		eng_rxbuf_put(m->rxbuf);
+	free(m);
+}

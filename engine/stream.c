@@ -1,0 +1,381 @@
+/*
+ * stream.c - stream sockets on a shard (see stream.h).
+ *
+ * Receive: one multishot recv per socket selecting from the shard's
+ * buffer ring. It ends (no IORING_CQE_F_MORE) on EOF, error, cancel or
+ * ENOBUFS; the last parks the stream on the shard's starved list until
+ * buffers come back, everything else with data re-arms at once.
+ * Send: one sendmsg in flight per socket (more may be reordered by the
+ * kernel). While it flies, messages queue by priority; the next send
+ * gathers them, copying small frames into one staging chunk from the
+ * registered arena and pointing iovecs at large ones. Short sends resume
+ * from the first unsent byte.
+ */
+#define _GNU_SOURCE
+#include "stream.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "compat.h"
+
+static void recv_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe);
+static void send_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe);
+static void connect_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe);
+static void timeout_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe);
+static void cancel_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe);
+static void flush(struct eng_stream *s);
+
+
+static void init_common(struct eng_stream *s, struct shard *sh, int fd,
+			const struct eng_stream_ops *ops, void *owner)
+{
+	memset(s, 0, sizeof(*s));
+	s->sh = sh;
+	s->fd = fd;
+	s->ops = ops;
+	s->owner = owner;
+	s->recv_op.cb = recv_cb;
+	s->send_op.cb = send_cb;
+	s->connect_op.cb = connect_cb;
+	s->timeout_op.cb = timeout_cb;
+	s->cancel_op.cb = cancel_cb;
+	sh->live++;
+}
+
+static void set_nodelay(int fd)
+{
+	int one = 1;
+	/* crust coalesces itself; Nagle would only add latency */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+static void arm_recv(struct eng_stream *s)
+{
+	struct io_uring_sqe *sqe = eng_sqe(s->sh, &s->recv_op);
+	io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = (__u16)s->sh->rx.bgid;
+	s->recv_armed = true;
+	s->inflight++;
+}
+
+void eng_stream_attach(struct eng_stream *s, struct shard *sh, int fd,
+		       const struct eng_stream_ops *ops, void *owner)
+{
+	init_common(s, sh, fd, ops, owner);
+	set_nodelay(fd);
+	arm_recv(s);
+}
+
+int eng_stream_connect(struct eng_stream *s, struct shard *sh, const struct sockaddr *addr,
+		       socklen_t len, uint32_t timeout_ms, const struct eng_stream_ops *ops,
+		       void *owner)
+{
+	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	init_common(s, sh, fd, ops, owner);
+	set_nodelay(fd);
+	s->connecting = true;
+	s->connect_ts.tv_sec = timeout_ms / 1000;
+	s->connect_ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+	/* the link keeps both SQEs in one submission */
+	struct io_uring_sqe *sqe = eng_sqe(sh, &s->connect_op);
+	io_uring_prep_connect(sqe, fd, addr, len);
+	sqe->flags |= IOSQE_IO_LINK;
+	s->inflight++;
+	sqe = eng_sqe(sh, &s->timeout_op);
+	io_uring_prep_link_timeout(sqe, &s->connect_ts, 0);
+	s->inflight++;
+	/* addr is read at submission: submit now, the caller's copy may go away */
+	io_uring_submit(&sh->ring);
+	return 0;
+}
+
+/* Everything is reaped: release what is left and tell the owner. */
+static void finish_close(struct eng_stream *s)
+{
+	if (s->closed || s->inflight)
+		return;
+	s->closed = true;
+	for (unsigned i = s->seg_first; i < s->nsegs; i++)
+		if (s->segs[i].msg)
+			s->ops->on_msg_done(s, s->segs[i].msg, -ECONNRESET);
+	s->nsegs = s->seg_first = 0;
+	struct crust_msg *m;
+	while ((m = eng_txq_pop(&s->txq)))
+		s->ops->on_msg_done(s, m, -ECONNRESET);
+	eng_txq_release(&s->txq);
+	if (s->chunk)
+		eng_arena_put(s->sh, s->chunk);
+	s->chunk = NULL;
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	s->sh->live--;
+	s->ops->on_closed(s, s->close_err);
+}
+
+static void op_done(struct eng_stream *s)
+{
+	s->inflight--;
+	if (s->closing)
+		finish_close(s);
+}
+
+void eng_stream_close(struct eng_stream *s, int err)
+{
+	if (s->closing)
+		return;
+	s->closing = true;
+	s->close_err = err;
+	if (s->next_starved || s->sh->starved == s) {
+		/* unlink from the starved list */
+		struct eng_stream **pp = &s->sh->starved;
+		while (*pp && *pp != s)
+			pp = &(*pp)->next_starved;
+		if (*pp)
+			*pp = s->next_starved;
+		s->next_starved = NULL;
+	}
+	if (s->inflight) {
+		/* close() alone would not stop in-flight operations */
+		struct io_uring_sqe *sqe = eng_sqe(s->sh, &s->cancel_op);
+		io_uring_prep_cancel_fd(sqe, s->fd, IORING_ASYNC_CANCEL_ALL);
+		s->inflight++;
+		shutdown(s->fd, SHUT_RDWR);
+		return;
+	}
+	finish_close(s);
+}
+
+static void cancel_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe)
+{
+	(void)sh;
+	(void)cqe;
+	op_done(container_of(op, struct eng_stream, cancel_op));
+}
+
+static void connect_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe)
+{
+	(void)sh;
+	struct eng_stream *s = container_of(op, struct eng_stream, connect_op);
+	int res = cqe->res == -ECANCELED ? -ETIMEDOUT : cqe->res;
+	s->connecting = false;
+	s->inflight--;
+	if (s->closing) {
+		finish_close(s);
+		return;
+	}
+	if (res == 0)
+		arm_recv(s);
+	s->ops->on_connected(s, res);
+	if (res == 0 && !s->closing)
+		flush(s);
+}
+
+static void timeout_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe)
+{
+	(void)sh;
+	(void)cqe;
+	op_done(container_of(op, struct eng_stream, timeout_op));
+}
+
+static void park_starved(struct eng_stream *s)
+{
+	s->next_starved = s->sh->starved;
+	s->sh->starved = s;
+	atomic_store(&s->sh->rx.starved, true);
+	atomic_fetch_add_explicit(&s->sh->stats.rx_enobufs, 1, memory_order_relaxed);
+}
+
+void eng_streams_rearm_starved(struct shard *sh)
+{
+	if (!sh->starved || eng_bufring_available(&sh->rx) < sh->rx.count / 4)
+		return;
+	struct eng_stream *s = sh->starved;
+	sh->starved = NULL;
+	atomic_store(&sh->rx.starved, false);
+	while (s) {
+		struct eng_stream *next = s->next_starved;
+		s->next_starved = NULL;
+		arm_recv(s);
+		atomic_fetch_add_explicit(&sh->stats.rx_rearms, 1, memory_order_relaxed);
+		s = next;
+	}
+}
+
+static void recv_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe)
+{
+	struct eng_stream *s = container_of(op, struct eng_stream, recv_op);
+	if (cqe->flags & IORING_CQE_F_BUFFER) {
+		struct eng_rxbuf *b = eng_bufring_take(&sh->rx, cqe->flags);
+		if (cqe->res > 0 && !s->closing) {
+			s->rx_bytes += (uint32_t)cqe->res;
+			atomic_fetch_add_explicit(&sh->stats.rx_bytes, (uint64_t)cqe->res,
+						  memory_order_relaxed);
+			atomic_fetch_add_explicit(&sh->stats.rx_calls, 1, memory_order_relaxed);
+			s->ops->on_data(s, b, b->data, (uint32_t)cqe->res);
+		}
+		eng_rxbuf_put(b);
+	}
+	if (cqe->flags & IORING_CQE_F_MORE)
+		return;
+	/* the multishot ended: find out why and re-arm if the stream lives on */
+	s->recv_armed = false;
+	s->inflight--;
+	if (s->closing) {
+		finish_close(s);
+		return;
+	}
+	if (cqe->res == -ENOBUFS)
+		park_starved(s);
+	else if (cqe->res > 0)
+		arm_recv(s);
+	else
+		eng_stream_close(s, cqe->res);
+}
+
+/* Release the staging chunk once nothing in flight points into it. */
+static void drop_chunk(struct eng_stream *s)
+{
+	if (s->chunk) {
+		eng_arena_put(s->sh, s->chunk);
+		s->chunk = NULL;
+	}
+	s->chunk_used = 0;
+}
+
+/* Copy a small frame into the staging chunk; false if it does not fit. */
+static bool stage_small(struct eng_stream *s, struct crust_msg *m, uint32_t flen)
+{
+	if (!s->chunk) {
+		s->chunk = eng_arena_get(s->sh);
+		if (!s->chunk)
+			return false;
+		s->chunk_used = 0;
+	}
+	if (s->chunk_used + flen > ENG_ARENA_CHUNK)
+		return false;
+	uint8_t *dst = s->chunk + s->chunk_used;
+	memcpy(dst, eng_msg_frame(m), flen);
+	s->chunk_used += flen;
+	struct eng_stream_seg *last = s->nsegs ? &s->segs[s->nsegs - 1] : NULL;
+	if (last && !last->msg && last->p + last->len == dst)
+		last->len += flen;
+	else
+		s->segs[s->nsegs++] = (struct eng_stream_seg){ dst, flen, NULL };
+	return true;
+}
+
+/* Move queued frames into segs until the send is full. */
+static void gather(struct eng_stream *s)
+{
+	uint64_t total = 0;
+	struct crust_msg *m;
+	while (s->nsegs < ENG_STREAM_IOV && total < ENG_STREAM_SEND_MAX &&
+	       (m = eng_txq_peek(&s->txq))) {
+		uint32_t flen = eng_msg_frame_len(m);
+		if (flen <= ENG_STREAM_COPY_MAX) {
+			if (!stage_small(s, m, flen))
+				break;
+			eng_txq_pop(&s->txq);
+			s->ops->on_msg_done(s, m, 0);
+		} else {
+			eng_txq_pop(&s->txq);
+			s->segs[s->nsegs++] = (struct eng_stream_seg){ eng_msg_frame(m), flen, m };
+		}
+		total += flen;
+	}
+	if (s->nsegs == 0 && (m = eng_txq_pop(&s->txq))) {
+		/* no chunk to stage in: send this small frame from its own memory */
+		s->segs[s->nsegs++] = (struct eng_stream_seg){ eng_msg_frame(m), eng_msg_frame_len(m), m };
+	}
+}
+
+static void submit_send(struct eng_stream *s)
+{
+	unsigned n = 0;
+	for (unsigned i = s->seg_first; i < s->nsegs; i++, n++) {
+		uint32_t off = i == s->seg_first ? s->seg_off : 0;
+		s->iov[n].iov_base = s->segs[i].p + off;
+		s->iov[n].iov_len = s->segs[i].len - off;
+	}
+	memset(&s->mh, 0, sizeof(s->mh));
+	s->mh.msg_iov = s->iov;
+	s->mh.msg_iovlen = n;
+	struct io_uring_sqe *sqe = eng_sqe(s->sh, &s->send_op);
+	io_uring_prep_sendmsg(sqe, s->fd, &s->mh, MSG_NOSIGNAL);
+	s->sending = true;
+	s->inflight++;
+}
+
+static void flush(struct eng_stream *s)
+{
+	if (s->sending || s->closing || s->connecting)
+		return;
+	if (s->seg_first == s->nsegs) {
+		s->nsegs = s->seg_first = 0;
+		s->seg_off = 0;
+		drop_chunk(s);
+		gather(s);
+	}
+	if (s->seg_first < s->nsegs)
+		submit_send(s);
+}
+
+/* The kernel took res bytes: retire the segments they covered. */
+static void consume(struct eng_stream *s, uint32_t res)
+{
+	while (res && s->seg_first < s->nsegs) {
+		struct eng_stream_seg *g = &s->segs[s->seg_first];
+		uint32_t left = g->len - s->seg_off;
+		if (res < left) {
+			s->seg_off += res;
+			return;
+		}
+		res -= left;
+		s->seg_off = 0;
+		s->seg_first++;
+		if (g->msg)
+			s->ops->on_msg_done(s, g->msg, 0);
+	}
+}
+
+static void send_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe)
+{
+	struct eng_stream *s = container_of(op, struct eng_stream, send_op);
+	s->sending = false;
+	s->inflight--;
+	if (s->closing) {
+		finish_close(s);
+		return;
+	}
+	if (cqe->res < 0) {
+		eng_stream_close(s, cqe->res);
+		return;
+	}
+	s->tx_bytes += (uint32_t)cqe->res;
+	atomic_fetch_add_explicit(&sh->stats.tx_bytes, (uint64_t)cqe->res, memory_order_relaxed);
+	atomic_fetch_add_explicit(&sh->stats.tx_calls, 1, memory_order_relaxed);
+	consume(s, (uint32_t)cqe->res);
+	flush(s);
+}
+
+int eng_stream_send(struct eng_stream *s, struct crust_msg *m)
+{
+	if (s->closing)
+		return -ENOTCONN;
+	int err = eng_txq_push(&s->txq, m);
+	if (err)
+		return err;
+	flush(s);
+	return 0;
+}

@@ -1,0 +1,229 @@
+/*
+ * crust.h - reliable peer-to-peer connections on a sharded io_uring engine.
+ *
+ * The only header a program includes. Every function returns 0 or a
+ * negative errno value unless it says otherwise. Thread safety: every
+ * crust_* call may be made from any thread except where noted; event
+ * callbacks run on a shard thread and must not block.
+ */
+#ifndef CRUST_H
+#define CRUST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define CRUST_API __attribute__((visibility("default")))
+#define CRUST_MUST_CHECK __attribute__((warn_unused_result))
+#else
+#define CRUST_API
+#define CRUST_MUST_CHECK
+#endif
+
+#define CRUST_VERSION_MAJOR 0
+#define CRUST_VERSION_MINOR 1
+#define CRUST_PEER_ID_LEN 32               /* bytes; 64 hex characters */
+#define CRUST_PEER_HEX_LEN (2 * CRUST_PEER_ID_LEN)
+#define CRUST_ADDRSTRLEN 64                /* "[v6]:port" fits */
+#define CRUST_REASON_LEN 96
+
+struct crust_service;
+struct crust_msg;
+
+struct crust_peer_id {
+	uint8_t bytes[CRUST_PEER_ID_LEN];
+};
+
+enum crust_transport {
+	CRUST_TRANSPORT_TCP = 1,
+	CRUST_TRANSPORT_RUDP = 2,
+};
+
+/* A network endpoint with the transport to use. */
+struct crust_endpoint {
+	enum crust_transport transport;
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+};
+
+enum crust_log_level { CRUST_LOG_ERROR, CRUST_LOG_WARN, CRUST_LOG_INFO, CRUST_LOG_DEBUG };
+typedef void (*crust_log_fn)(void *ctx, enum crust_log_level level, const char *msg);
+
+struct crust_event;
+typedef void (*crust_event_fn)(void *ctx, const struct crust_event *ev);
+
+/*
+ * Configuration. Fill with crust_config_init() and change what you need;
+ * zero means "the default" for every numeric field.
+ */
+struct crust_config {
+	unsigned shards;             /* 0 = one per online core */
+	bool pin_shards;             /* pin shard i to core i mod ncpu */
+	uint16_t tcp_port;           /* live port; 0 = random */
+	uint16_t rudp_port;          /* accepted, reliable UDP is not built yet */
+	const char *bind_addr;       /* listen address, default "0.0.0.0" */
+	uint32_t max_msg_size;       /* default 16 MiB; larger sends fail with -EMSGSIZE */
+	uint32_t max_send_queue;     /* bytes queued per peer before -ENOBUFS, default 64 MiB */
+	uint32_t handshake_timeout_ms; /* hello must complete, default 10000 */
+	uint32_t frame_timeout_ms;   /* a started frame must complete, default 30000 */
+	uint32_t connect_timeout_ms; /* default 10000 */
+	uint32_t rx_buffer_size;     /* provided-buffer size, default 64 KiB */
+	uint32_t rx_buffer_count;    /* per shard, power of two, default 256 */
+	uint32_t tx_arena_size;      /* registered TX arena per shard, default 4 MiB */
+	const char *network_name;    /* nodes of other networks are refused */
+	crust_log_fn log;            /* default: warnings and errors to stderr */
+	void *log_ctx;
+	enum crust_log_level log_level;
+	crust_event_fn on_event;     /* optional: events run on the shard thread */
+	void *on_event_ctx;          /* when set, crust_poll() sees no events */
+};
+
+enum crust_event_type {
+	CRUST_EV_LISTENER_STARTED = 1,
+	CRUST_EV_LISTENER_FAILED,
+	CRUST_EV_NEW_CONNECTION,
+	CRUST_EV_NEW_BOOTSTRAP_CONNECTION,
+	CRUST_EV_BOOTSTRAP_FINISHED,
+	CRUST_EV_LOST_CONNECTION,
+	CRUST_EV_NEW_MESSAGE,
+	CRUST_EV_CONNECT_FAILED,
+	CRUST_EV_PEER_DISCOVERED,
+	CRUST_EV_EXTERNAL_ENDPOINT,
+	CRUST_EV_PUNCH_RESULT,
+	CRUST_EV_ABUSE,
+};
+
+/*
+ * One event. Fields a type does not use are zero. For NEW_MESSAGE, msg
+ * is a view the receiver owns: read crust_msg_data()/crust_msg_len() and
+ * give it back with crust_msg_release() (from any thread, at any time).
+ * Held messages keep receive buffers out of the engine's pool.
+ */
+struct crust_event {
+	enum crust_event_type type;
+	enum crust_transport transport;
+	struct crust_peer_id peer;
+	struct sockaddr_storage addr;     /* remote, or the listener's own */
+	struct crust_msg *msg;            /* NEW_MESSAGE only */
+	uint16_t port;                    /* LISTENER_STARTED: bound port */
+	bool fallback;                    /* LISTENER_STARTED: live port taken */
+	uint64_t unsent_msgs;             /* LOST_CONNECTION: queued, never sent */
+	uint64_t unsent_bytes;
+	int error;                        /* -errno, when relevant */
+	char reason[CRUST_REASON_LEN];    /* LOST/FAILED/ABUSE: why, in words */
+};
+
+/* Fill cfg with defaults. */
+CRUST_API void crust_config_init(struct crust_config *cfg);
+
+/*
+ * Create a service: starts the shards, creates the node id. Nothing
+ * listens until crust_start_listening(). *out is set on success.
+ */
+CRUST_API CRUST_MUST_CHECK int crust_service_new(const struct crust_config *cfg,
+						 struct crust_service **out);
+
+/* Close every connection, stop the shards, free everything. Not from a callback. */
+CRUST_API void crust_service_free(struct crust_service *svc);
+
+/* This node's id. */
+CRUST_API void crust_own_id(const struct crust_service *svc, struct crust_peer_id *out);
+
+/*
+ * Open the listeners on every shard: the config's live port, or a
+ * random one when it is 0 or taken (LISTENER_STARTED says which).
+ * Returns once the listeners are bound.
+ */
+CRUST_API CRUST_MUST_CHECK int crust_start_listening(struct crust_service *svc);
+
+/* Connect to an endpoint. Asynchronous: NEW_CONNECTION or CONNECT_FAILED follows. */
+CRUST_API CRUST_MUST_CHECK int crust_connect(struct crust_service *svc,
+					     const struct crust_endpoint *ep);
+
+/*
+ * Send a copy of data (any length up to max_msg_size, 0 allowed) to a
+ * connected peer. Lower priority values are more urgent; messages of one
+ * priority are delivered in order. Returns -ENOTCONN if the peer is not
+ * connected, -EMSGSIZE if too large, -ENOBUFS if the peer's send queue is
+ * full (nothing was queued). The data is copied before return.
+ */
+CRUST_API CRUST_MUST_CHECK int crust_send(struct crust_service *svc,
+					  const struct crust_peer_id *peer,
+					  const void *data, size_t len, uint8_t priority);
+
+/*
+ * Zero-copy send: crust_msg_alloc returns a message with room for len
+ * bytes at crust_msg_data(); fill it, then crust_send_msg() takes
+ * ownership whatever it returns (the message is freed on error).
+ */
+CRUST_API struct crust_msg *crust_msg_alloc(struct crust_service *svc, size_t len);
+CRUST_API CRUST_MUST_CHECK int crust_send_msg(struct crust_service *svc,
+					      const struct crust_peer_id *peer,
+					      struct crust_msg *msg, uint8_t priority);
+
+/* A message's bytes and length (valid until it is released or sent). */
+CRUST_API void *crust_msg_data(struct crust_msg *msg);
+CRUST_API size_t crust_msg_len(const struct crust_msg *msg);
+/* Give a received (or unsent allocated) message back. NULL is ignored. */
+CRUST_API void crust_msg_release(struct crust_msg *msg);
+
+/* Close the connection to peer; LOST_CONNECTION follows with reason "dropped". */
+CRUST_API int crust_drop(struct crust_service *svc, const struct crust_peer_id *peer);
+
+/* Keep a connection (the connection manager issue gives this its meaning). */
+CRUST_API int crust_maintain(struct crust_service *svc, const struct crust_peer_id *peer);
+
+/*
+ * This node's listening endpoints: up to n written to out. Returns the
+ * number written, or -errno.
+ */
+CRUST_API int crust_own_endpoints(struct crust_service *svc, struct crust_endpoint *out,
+				  size_t n);
+
+/* Connected peers: up to n ids written to out; returns how many are connected. */
+CRUST_API int crust_peers(struct crust_service *svc, struct crust_peer_id *out, size_t n);
+
+/*
+ * Take up to n events, waiting up to timeout_ms (-1 forever, 0 never).
+ * Returns the number taken or -errno. Single consumer: call from one
+ * thread at a time.
+ */
+CRUST_API int crust_poll(struct crust_service *svc, struct crust_event *events, int n,
+			 int timeout_ms);
+
+/* A descriptor that is readable while events are waiting (for the user's poll loop). */
+CRUST_API int crust_event_fd(struct crust_service *svc);
+
+/* Counters, summed over shards. */
+struct crust_stats {
+	uint64_t connections;
+	uint64_t rx_bytes, tx_bytes;
+	uint64_t rx_msgs, tx_msgs;
+	uint64_t rx_recv_calls, tx_send_calls;   /* completions that moved data */
+	uint64_t rx_enobufs;                     /* multishot recv ran out of buffers */
+	uint64_t rx_bufs_held;                   /* receive buffers the user holds now */
+};
+CRUST_API void crust_stats(struct crust_service *svc, struct crust_stats *out);
+
+/* Helpers. */
+CRUST_API void crust_peer_to_hex(const struct crust_peer_id *id, char out[CRUST_PEER_HEX_LEN + 1]);
+CRUST_API int crust_peer_from_hex(const char *hex, struct crust_peer_id *out);
+CRUST_API bool crust_peer_eq(const struct crust_peer_id *a, const struct crust_peer_id *b);
+/* "ADDR:PORT", "[v6]:PORT", "tcp://..." or "rudp://..." -> endpoint. */
+CRUST_API int crust_endpoint_parse(const char *s, struct crust_endpoint *out);
+/* addr -> "ADDR:PORT" / "[v6]:PORT". */
+CRUST_API void crust_addr_format(const struct sockaddr_storage *addr, char *out, size_t n);
+CRUST_API const char *crust_event_name(enum crust_event_type type);
+CRUST_API const char *crust_transport_name(enum crust_transport t);
+CRUST_API const char *crust_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CRUST_H */
