@@ -61,7 +61,8 @@ void eng_bufring_destroy(struct eng_bufring *r)
 {
 	if (!r->br)
 		return;
-	compat_free_buf_ring(r->uring, r->br, r->count, r->bgid);
+	/* the ring is gone (its exit unregistered us): only memory is left */
+	munmap(r->br, r->count * sizeof(struct io_uring_buf));
 	free(r->bufs);
 	munmap(r->mem, (size_t)r->buf_size * r->count);
 	r->br = NULL;

@@ -44,7 +44,11 @@ struct eng_bufring {
 /* Create and register count (power of two) buffers of buf_size bytes. */
 int eng_bufring_init(struct eng_bufring *r, struct io_uring *uring, int bgid,
 		     uint32_t buf_size, uint32_t count);
-/* Unregister and free. Every buffer must be back (refs 0). */
+/*
+ * Free the memory. Call after the io_uring itself has exited (which
+ * unregisters the ring) and after every reference was dropped: buffers
+ * may be referenced from other threads until the whole engine stops.
+ */
 void eng_bufring_destroy(struct eng_bufring *r);
 
 /* The buffer a completion's IORING_CQE_F_BUFFER names; takes one reference. */

@@ -41,7 +41,8 @@ struct eng_op {
 
 struct eng_config {
 	unsigned shards;          /* 0 = online cores */
-	bool pin;                 /* pin shard i to cpu i mod ncpu */
+	bool pin;                 /* pin shard i to cpu (first_cpu + i) mod ncpu */
+	unsigned first_cpu;
 	unsigned sq_entries;      /* default 256; CQ is 16x */
 	uint32_t rx_buffer_size;  /* default 64 KiB */
 	uint32_t rx_buffer_count; /* power of two, default 256 */
@@ -90,11 +91,18 @@ struct eng {
 	pthread_mutex_t start_lock;
 	pthread_cond_t start_cond;
 	unsigned started;
+	bool stopped;
 };
 
 /* Start the shards (any thread). Returns 0 once every ring is up, or -errno. */
 int eng_new(const struct eng_config *cfg, struct eng **out);
-/* Stop and join the shards, then free (any thread but a shard's). */
+/*
+ * Stop the shards: each runs on_shard_stop, lets closes finish, exits its
+ * ring; then join them (any thread but a shard's). Receive buffers stay
+ * valid until eng_free, so views still held can be released in between.
+ */
+void eng_stop(struct eng *e);
+/* eng_stop if needed, then free everything. */
 void eng_free(struct eng *e);
 
 /* The shard whose thread is running now, or NULL on other threads. */

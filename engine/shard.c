@@ -151,8 +151,6 @@ static void shard_teardown(struct shard *sh)
 		io_uring_queue_exit(&sh->ring);
 		sh->ring_up = false;
 	}
-	/* the ring is gone, so the kernel holds no buffer now */
-	eng_bufring_destroy(&sh->rx);
 }
 
 static void dispatch(struct shard *sh)
@@ -217,7 +215,7 @@ static void *shard_main(void *arg)
 	struct eng *e = sh->eng;
 	current = sh;
 	if (e->cfg.pin)
-		pin_to_cpu(sh->id);
+		pin_to_cpu(e->cfg.first_cpu + sh->id);
 	int err = shard_setup(sh);
 	announce_started(sh, err);
 	if (err) {
@@ -315,10 +313,11 @@ int eng_new(const struct eng_config *cfg, struct eng **out)
 	return 0;
 }
 
-void eng_free(struct eng *e)
+void eng_stop(struct eng *e)
 {
-	if (!e)
+	if (!e || e->stopped)
 		return;
+	e->stopped = true;
 	for (unsigned i = 0; i < e->nshards; i++) {
 		atomic_store(&e->shards[i].stop, true);
 		eng_wake(&e->shards[i]);
@@ -326,8 +325,18 @@ void eng_free(struct eng *e)
 	for (unsigned i = 0; i < e->nshards; i++)
 		if (e->shards[i].thread)
 			pthread_join(e->shards[i].thread, NULL);
-	for (unsigned i = 0; i < e->nshards; i++)
+}
+
+void eng_free(struct eng *e)
+{
+	if (!e)
+		return;
+	eng_stop(e);
+	for (unsigned i = 0; i < e->nshards; i++) {
+		/* rings have exited: the kernel holds no receive buffer any more */
+		eng_bufring_destroy(&e->shards[i].rx);
 		close(e->shards[i].wake_fd);
+	}
 	free(e->shards);
 	pthread_mutex_destroy(&e->start_lock);
 	pthread_cond_destroy(&e->start_cond);

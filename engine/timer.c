@@ -93,15 +93,23 @@ unsigned eng_timers_run(struct eng_timers *w, uint64_t now_ms)
 	return fired;
 }
 
+/*
+ * Scan tick by tick from the first one not yet run: every armed timer
+ * expires after w->now_ms, so the first hit is the earliest expiry. If the
+ * caller's now_ms is ahead of the last run, that hit may already be due (0).
+ */
 int64_t eng_timers_next(const struct eng_timers *w, uint64_t now_ms)
 {
 	if (w->count == 0)
 		return -1;
-	for (uint64_t d = 0; d < ENG_TIMER_SLOTS; d++) {
-		const struct eng_timer *head = &w->slots[(now_ms + d) & SLOT_MASK];
+	uint64_t first = w->now_ms < now_ms ? w->now_ms + 1 : now_ms;
+	if (now_ms - first >= ENG_TIMER_SLOTS)
+		first = now_ms - (ENG_TIMER_SLOTS - 1); /* one revolution sees every slot */
+	for (uint64_t tick = first; tick < now_ms + ENG_TIMER_SLOTS; tick++) {
+		const struct eng_timer *head = &w->slots[tick & SLOT_MASK];
 		for (const struct eng_timer *t = head->next; t != head; t = t->next)
-			if (t->expires_ms <= now_ms + d)
-				return (int64_t)d;
+			if (t->expires_ms <= tick)
+				return tick > now_ms ? (int64_t)(tick - now_ms) : 0;
 	}
 	return ENG_TIMER_SLOTS;
 }

@@ -64,7 +64,8 @@ typedef void (*crust_event_fn)(void *ctx, const struct crust_event *ev);
  */
 struct crust_config {
 	unsigned shards;             /* 0 = one per online core */
-	bool pin_shards;             /* pin shard i to core i mod ncpu */
+	bool pin_shards;             /* pin shard i to core (first_cpu + i) mod ncpu */
+	unsigned first_cpu;
 	uint16_t tcp_port;           /* live port; 0 = random */
 	uint16_t rudp_port;          /* accepted, reliable UDP is not built yet */
 	const char *bind_addr;       /* listen address, default "0.0.0.0" */
@@ -92,7 +93,9 @@ enum crust_event_type {
 	CRUST_EV_BOOTSTRAP_FINISHED,
 	CRUST_EV_LOST_CONNECTION,
 	CRUST_EV_NEW_MESSAGE,
-	CRUST_EV_CONNECT_FAILED,
+	CRUST_EV_CONNECT_FAILED,          /* crust_connect could not reach the endpoint */
+	CRUST_EV_SEND_FAILED,             /* a message was accepted but could not be sent */
+	CRUST_EV_HANDSHAKE_FAILED,        /* an incoming connection ended before its hello */
 	CRUST_EV_PEER_DISCOVERED,
 	CRUST_EV_EXTERNAL_ENDPOINT,
 	CRUST_EV_PUNCH_RESULT,
@@ -113,7 +116,7 @@ struct crust_event {
 	struct crust_msg *msg;            /* NEW_MESSAGE only */
 	uint16_t port;                    /* LISTENER_STARTED: bound port */
 	bool fallback;                    /* LISTENER_STARTED: live port taken */
-	uint64_t unsent_msgs;             /* LOST_CONNECTION: queued, never sent */
+	uint64_t unsent_msgs;             /* LOST_CONNECTION: queued, never sent; SEND_FAILED: 1 */
 	uint64_t unsent_bytes;
 	int error;                        /* -errno, when relevant */
 	char reason[CRUST_REASON_LEN];    /* LOST/FAILED/ABUSE: why, in words */

@@ -1,0 +1,484 @@
+/*
+ * service.c - the public API: a service is an engine, its transports and
+ * the peer table. Calls from user threads post work to the shard that
+ * owns the connection (engine mailboxes); nothing here blocks on a shard
+ * except crust_start_listening (bind) and crust_service_free (join).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+
+#include "hello.h"
+#include "node.h"
+
+CRUST_API void crust_config_init(struct crust_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->pin_shards = true;
+	cfg->log_level = CRUST_LOG_WARN;
+}
+
+static void default_log(void *ctx, enum crust_log_level lvl, const char *msg)
+{
+	static const char *names[] = { "error", "warn", "info", "debug" };
+	(void)ctx;
+	fprintf(stderr, "crust %s: %s\n", names[lvl], msg);
+}
+
+void svc_log(struct crust_service *svc, enum crust_log_level lvl, const char *fmt, ...)
+{
+	if (lvl > svc->cfg.log_level)
+		return;
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	svc->cfg.log(svc->cfg.log_ctx, lvl, buf);
+}
+
+static void fill_defaults(struct crust_config *c)
+{
+#define DEFAULT(field, v) if (!c->field) c->field = (v)
+	DEFAULT(max_msg_size, 16u << 20);
+	DEFAULT(max_send_queue, 64u << 20);
+	DEFAULT(handshake_timeout_ms, 10000);
+	DEFAULT(frame_timeout_ms, 30000);
+	DEFAULT(connect_timeout_ms, 10000);
+	DEFAULT(log, default_log);
+#undef DEFAULT
+}
+
+static int parse_bind(struct crust_service *svc)
+{
+	const char *a = svc->cfg.bind_addr ? svc->cfg.bind_addr : "0.0.0.0";
+	struct sockaddr_in *v4 = (struct sockaddr_in *)&svc->bind_addr;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&svc->bind_addr;
+	if (inet_pton(AF_INET, a, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		svc->bind_len = sizeof(*v4);
+	} else if (inet_pton(AF_INET6, a, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		svc->bind_len = sizeof(*v6);
+	} else {
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void on_shard_stop(struct shard *sh, void *ctx)
+{
+	struct crust_service *svc = ctx;
+	svc->tcp->vt->stop_shard(svc->tcp, sh);
+	conn_close_all(svc, sh);
+}
+
+static int start_engine(struct crust_service *svc)
+{
+	const struct crust_config *c = &svc->cfg;
+	struct eng_config ec = {
+		.shards = c->shards,
+		.pin = c->pin_shards,
+		.first_cpu = c->first_cpu,
+		.rx_buffer_size = c->rx_buffer_size,
+		.rx_buffer_count = c->rx_buffer_count,
+		.tx_arena_size = c->tx_arena_size,
+		.on_shard_stop = on_shard_stop,
+		.ctx = svc,
+	};
+	int err = eng_new(&ec, &svc->eng);
+	if (err)
+		return err;
+	svc->shards = calloc(svc->eng->nshards, sizeof(*svc->shards));
+	if (!svc->shards)
+		return -ENOMEM;
+	struct tp_limits lim = {
+		.max_msg_size = c->max_msg_size,
+		.frame_timeout_ms = c->frame_timeout_ms,
+		.connect_timeout_ms = c->connect_timeout_ms,
+	};
+	return tcp_transport_new(svc->eng, &conn_callbacks, svc, &lim, &svc->tcp);
+}
+
+CRUST_API int crust_service_new(const struct crust_config *cfg, struct crust_service **out)
+{
+	if (!cfg || !out)
+		return -EINVAL;
+	if (sodium_init() < 0)
+		return -EIO;
+	struct crust_service *svc = calloc(1, sizeof(*svc));
+	if (!svc)
+		return -ENOMEM;
+	svc->cfg = *cfg;
+	fill_defaults(&svc->cfg);
+	svc->event_fd = -1;
+	pthread_rwlock_init(&svc->peers_lock, NULL);
+	pthread_mutex_init(&svc->listen_lock, NULL);
+	/* the secure-session work replaces this random id with a kept key pair */
+	randombytes_buf(svc->id.bytes, sizeof(svc->id.bytes));
+	hello_network_tag(svc->cfg.network_name, svc->network_tag);
+	int err = parse_bind(svc);
+	if (!err)
+		err = events_init(svc);
+	if (!err)
+		err = start_engine(svc);
+	if (err) {
+		crust_service_free(svc);
+		return err;
+	}
+	*out = svc;
+	return 0;
+}
+
+CRUST_API void crust_service_free(struct crust_service *svc)
+{
+	if (!svc)
+		return;
+	eng_stop(svc->eng);
+	/* views in undelivered events point into receive buffers: free them first */
+	if (svc->event_fd >= 0)
+		events_destroy(svc);
+	eng_free(svc->eng);
+	if (svc->tcp)
+		svc->tcp->vt->destroy(svc->tcp);
+	for (unsigned b = 0; b < PEER_BUCKETS; b++) {
+		struct peer_ref *r = svc->peers[b];
+		while (r) {
+			struct peer_ref *next = r->next;
+			peer_put(r);
+			r = next;
+		}
+	}
+	free(svc->shards);
+	pthread_rwlock_destroy(&svc->peers_lock);
+	pthread_mutex_destroy(&svc->listen_lock);
+	free(svc);
+}
+
+CRUST_API void crust_own_id(const struct crust_service *svc, struct crust_peer_id *out)
+{
+	*out = svc->id;
+}
+
+static void set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+}
+
+CRUST_API int crust_start_listening(struct crust_service *svc)
+{
+	pthread_mutex_lock(&svc->listen_lock);
+	struct sockaddr_storage ss = svc->bind_addr;
+	set_port(&ss, svc->cfg.tcp_port);
+	uint16_t port = 0;
+	bool fallback = false;
+	int err = svc->tcp->vt->listen(svc->tcp, (struct sockaddr *)&ss, svc->bind_len, &port,
+				       &fallback);
+	struct crust_event ev;
+	if (err) {
+		pthread_mutex_unlock(&svc->listen_lock);
+		if (err == -EALREADY)
+			return err;
+		event_init(&ev, CRUST_EV_LISTENER_FAILED);
+		ev.transport = CRUST_TRANSPORT_TCP;
+		ev.addr = ss;
+		ev.error = err;
+		snprintf(ev.reason, sizeof(ev.reason), "%s", strerror(-err));
+		event_emit(svc, &ev);
+		return err;
+	}
+	svc->tcp_port = port;
+	pthread_mutex_unlock(&svc->listen_lock);
+	event_init(&ev, CRUST_EV_LISTENER_STARTED);
+	ev.transport = CRUST_TRANSPORT_TCP;
+	set_port(&ss, port);
+	ev.addr = ss;
+	ev.port = port;
+	ev.fallback = fallback;
+	if (fallback) {
+		snprintf(ev.reason, sizeof(ev.reason), "live port %u taken, using random port %u",
+			 svc->cfg.tcp_port, port);
+		svc_log(svc, CRUST_LOG_WARN, "%s", ev.reason);
+	}
+	if (svc->cfg.rudp_port)
+		svc_log(svc, CRUST_LOG_INFO, "reliable UDP is not built yet: rudp_port ignored");
+	event_emit(svc, &ev);
+	return 0;
+}
+
+struct connect_mail {
+	struct eng_mail m;
+	struct crust_service *svc;
+	struct crust_endpoint ep;
+};
+
+static void connect_on_shard(struct shard *sh, struct eng_mail *m)
+{
+	struct connect_mail *cm = (struct connect_mail *)m;
+	struct crust_service *svc = cm->svc;
+	struct p2p_conn *pc = conn_new(svc, sh, true);
+	int err = pc ? 0 : -ENOMEM;
+	struct tp_conn *tc = NULL;
+	if (pc)
+		err = svc->tcp->vt->connect(svc->tcp, sh, (struct sockaddr *)&cm->ep.addr,
+					    cm->ep.addrlen, pc, &tc);
+	if (err) {
+		struct crust_event ev;
+		event_init(&ev, CRUST_EV_CONNECT_FAILED);
+		ev.transport = cm->ep.transport;
+		ev.addr = cm->ep.addr;
+		ev.error = err;
+		snprintf(ev.reason, sizeof(ev.reason), "%s", strerror(-err));
+		if (pc) {
+			pc->stopping = true; /* never connected: nothing else to report */
+			conn_discard(pc, sh);
+		}
+		event_emit(svc, &ev);
+	} else {
+		pc->tc = tc;
+	}
+	free(cm);
+}
+
+CRUST_API int crust_connect(struct crust_service *svc, const struct crust_endpoint *ep)
+{
+	if (!svc || !ep || ep->addrlen == 0 || ep->addrlen > sizeof(ep->addr))
+		return -EINVAL;
+	if (ep->transport == CRUST_TRANSPORT_RUDP)
+		return -EPROTONOSUPPORT; /* reliable UDP is the next transport to land */
+	struct connect_mail *cm = calloc(1, sizeof(*cm));
+	if (!cm)
+		return -ENOMEM;
+	cm->m.fn = connect_on_shard;
+	cm->svc = svc;
+	cm->ep = *ep;
+	unsigned i = atomic_fetch_add(&svc->next_shard, 1) % svc->eng->nshards;
+	eng_post(&svc->eng->shards[i], &cm->m);
+	return 0;
+}
+
+/* A message on its way to its peer's shard: the mail is the message's own link. */
+struct send_mail {
+	struct eng_mail m;
+	struct crust_service *svc;
+	struct crust_msg *msg;
+};
+
+static void send_on_shard(struct shard *sh, struct eng_mail *m)
+{
+	(void)sh;
+	struct send_mail *sm = (struct send_mail *)m;
+	conn_send(sm->svc, sm->msg->acct, sm->msg);
+	free(sm);
+}
+
+CRUST_API struct crust_msg *crust_msg_alloc(struct crust_service *svc, size_t len)
+{
+	if (!svc || len > svc->cfg.max_msg_size)
+		return NULL;
+	return eng_msg_alloc(len);
+}
+
+CRUST_API void *crust_msg_data(struct crust_msg *msg)
+{
+	return msg->data;
+}
+
+CRUST_API size_t crust_msg_len(const struct crust_msg *msg)
+{
+	return msg->len;
+}
+
+CRUST_API void crust_msg_release(struct crust_msg *msg)
+{
+	eng_msg_free(msg);
+}
+
+/* Charge, then post m to the peer's shard. Takes ownership of m. */
+static int enqueue(struct crust_service *svc, const struct crust_peer_id *peer,
+		   struct crust_msg *m, uint8_t priority)
+{
+	if (m->len > svc->cfg.max_msg_size) {
+		eng_msg_free(m);
+		return -EMSGSIZE;
+	}
+	struct peer_ref *ref = peer_lookup(svc, peer);
+	if (!ref) {
+		eng_msg_free(m);
+		return -ENOTCONN;
+	}
+	uint64_t cost = (uint64_t)m->len + ENG_MSG_HEADROOM;
+	uint64_t before = atomic_fetch_add(&ref->queued, cost);
+	if (before + cost > svc->cfg.max_send_queue && before > 0) {
+		atomic_fetch_sub(&ref->queued, cost);
+		peer_put(ref);
+		eng_msg_free(m);
+		return -ENOBUFS;
+	}
+	struct send_mail *sm = malloc(sizeof(*sm));
+	if (!sm) {
+		atomic_fetch_sub(&ref->queued, cost);
+		peer_put(ref);
+		eng_msg_free(m);
+		return -ENOMEM;
+	}
+	m->prio = priority;
+	m->acct = ref; /* the message holds our reference until it settles */
+	sm->m.fn = send_on_shard;
+	sm->svc = svc;
+	sm->msg = m;
+	eng_post(ref->sh, &sm->m);
+	return 0;
+}
+
+CRUST_API int crust_send_msg(struct crust_service *svc, const struct crust_peer_id *peer,
+			     struct crust_msg *msg, uint8_t priority)
+{
+	if (!svc || !peer || !msg) {
+		eng_msg_free(msg);
+		return -EINVAL;
+	}
+	if (msg->kind != ENG_MSG_HEAP) {
+		/* a received view has no headroom for a frame header: copy it once */
+		struct crust_msg *copy = eng_msg_alloc(msg->len);
+		if (copy)
+			memcpy(copy->data, msg->data, msg->len);
+		eng_msg_free(msg);
+		if (!copy)
+			return -ENOMEM;
+		msg = copy;
+	}
+	return enqueue(svc, peer, msg, priority);
+}
+
+CRUST_API int crust_send(struct crust_service *svc, const struct crust_peer_id *peer,
+			 const void *data, size_t len, uint8_t priority)
+{
+	if (!svc || !peer || (!data && len))
+		return -EINVAL;
+	if (len > svc->cfg.max_msg_size)
+		return -EMSGSIZE;
+	struct crust_msg *m = eng_msg_alloc(len);
+	if (!m)
+		return -ENOMEM;
+	if (len)
+		memcpy(m->data, data, len);
+	return enqueue(svc, peer, m, priority);
+}
+
+struct drop_mail {
+	struct eng_mail m;
+	struct peer_ref *ref;
+};
+
+static void drop_on_shard(struct shard *sh, struct eng_mail *m)
+{
+	(void)sh;
+	struct drop_mail *dm = (struct drop_mail *)m;
+	if (dm->ref->conn)
+		conn_close(dm->ref->conn, 0, "dropped");
+	peer_put(dm->ref);
+	free(dm);
+}
+
+CRUST_API int crust_drop(struct crust_service *svc, const struct crust_peer_id *peer)
+{
+	struct peer_ref *ref = peer_lookup(svc, peer);
+	if (!ref)
+		return -ENOTCONN;
+	struct drop_mail *dm = malloc(sizeof(*dm));
+	if (!dm) {
+		peer_put(ref);
+		return -ENOMEM;
+	}
+	dm->m.fn = drop_on_shard;
+	dm->ref = ref;
+	eng_post(ref->sh, &dm->m);
+	return 0;
+}
+
+CRUST_API int crust_maintain(struct crust_service *svc, const struct crust_peer_id *peer)
+{
+	struct peer_ref *ref = peer_lookup(svc, peer);
+	if (!ref)
+		return -ENOTCONN;
+	peer_put(ref);
+	return 0;
+}
+
+static int add_endpoint(struct crust_endpoint *out, size_t n, int got, const struct sockaddr *sa,
+			socklen_t len, uint16_t port)
+{
+	if ((size_t)got >= n)
+		return got;
+	memset(&out[got], 0, sizeof(out[got]));
+	out[got].transport = CRUST_TRANSPORT_TCP;
+	memcpy(&out[got].addr, sa, len);
+	out[got].addrlen = len;
+	set_port(&out[got].addr, port);
+	return got + 1;
+}
+
+static bool is_unspecified(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
+CRUST_API int crust_own_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n)
+{
+	uint16_t port = svc->tcp_port;
+	if (!port)
+		return 0;
+	if (!is_unspecified(&svc->bind_addr))
+		return add_endpoint(out, n, 0, (struct sockaddr *)&svc->bind_addr, svc->bind_len, port);
+	/* bound to every address: list the interfaces' addresses of that family */
+	struct ifaddrs *ifa;
+	if (getifaddrs(&ifa) < 0)
+		return -errno;
+	int got = 0;
+	for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
+		if (!i->ifa_addr || i->ifa_addr->sa_family != svc->bind_addr.ss_family)
+			continue;
+		socklen_t len = i->ifa_addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+								   : sizeof(struct sockaddr_in6);
+		got = add_endpoint(out, n, got, i->ifa_addr, len, port);
+	}
+	freeifaddrs(ifa);
+	return got;
+}
+
+CRUST_API int crust_peers(struct crust_service *svc, struct crust_peer_id *out, size_t n)
+{
+	return peer_list(svc, out, n);
+}
+
+CRUST_API void crust_stats(struct crust_service *svc, struct crust_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (unsigned i = 0; i < svc->eng->nshards; i++) {
+		struct shard *sh = &svc->eng->shards[i];
+		struct p2p_shard *ps = &svc->shards[i];
+		out->rx_bytes += atomic_load(&sh->stats.rx_bytes);
+		out->tx_bytes += atomic_load(&sh->stats.tx_bytes);
+		out->rx_recv_calls += atomic_load(&sh->stats.rx_calls);
+		out->tx_send_calls += atomic_load(&sh->stats.tx_calls);
+		out->rx_enobufs += atomic_load(&sh->stats.rx_enobufs);
+		out->rx_msgs += atomic_load(&ps->rx_msgs);
+		out->tx_msgs += atomic_load(&ps->tx_msgs);
+	}
+	pthread_rwlock_rdlock(&svc->peers_lock);
+	out->connections = svc->npeers;
+	pthread_rwlock_unlock(&svc->peers_lock);
+}

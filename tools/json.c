@@ -1,0 +1,83 @@
+/* json.c - JSON lines for events (the CLI contract in docs/ARCHITECTURE.md). */
+#include "json.h"
+
+#include <string.h>
+
+#define MAX_DATA_SHOWN 65536u
+
+void json_string(FILE *f, const void *s, size_t n)
+{
+	const unsigned char *p = s;
+	fputc('"', f);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = p[i];
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c == '\n')
+			fputs("\\n", f);
+		else if (c == '\t')
+			fputs("\\t", f);
+		else if (c < 0x20 || c >= 0x7f)
+			fprintf(f, "\\u%04x", c); /* bytes, not UTF-8: one escape per byte */
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+static void field_str(FILE *f, const char *key, const char *val)
+{
+	fprintf(f, ",\"%s\":", key);
+	json_string(f, val, strlen(val));
+}
+
+void json_event(FILE *f, const struct crust_event *ev)
+{
+	char peer[CRUST_PEER_HEX_LEN + 1], addr[CRUST_ADDRSTRLEN];
+	fprintf(f, "{\"event\":\"%s\"", crust_event_name(ev->type));
+	if (ev->transport)
+		field_str(f, "transport", crust_transport_name(ev->transport));
+	switch (ev->type) {
+	case CRUST_EV_LISTENER_STARTED:
+		crust_addr_format(&ev->addr, addr, sizeof(addr));
+		field_str(f, "addr", addr);
+		fprintf(f, ",\"port\":%u,\"fallback\":%s", ev->port, ev->fallback ? "true" : "false");
+		if (ev->reason[0])
+			field_str(f, "reason", ev->reason);
+		break;
+	case CRUST_EV_NEW_CONNECTION:
+	case CRUST_EV_LOST_CONNECTION:
+	case CRUST_EV_SEND_FAILED:
+		crust_peer_to_hex(&ev->peer, peer);
+		crust_addr_format(&ev->addr, addr, sizeof(addr));
+		field_str(f, "peer", peer);
+		field_str(f, "addr", addr);
+		if (ev->type == CRUST_EV_NEW_CONNECTION) {
+			field_str(f, "via", "direct");
+			break;
+		}
+		field_str(f, "reason", ev->reason);
+		fprintf(f, ",\"unsent_msgs\":%llu,\"unsent_bytes\":%llu",
+			(unsigned long long)ev->unsent_msgs, (unsigned long long)ev->unsent_bytes);
+		break;
+	case CRUST_EV_NEW_MESSAGE: {
+		crust_peer_to_hex(&ev->peer, peer);
+		field_str(f, "peer", peer);
+		size_t len = crust_msg_len(ev->msg);
+		fprintf(f, ",\"len\":%zu,\"data\":", len);
+		json_string(f, crust_msg_data(ev->msg), len < MAX_DATA_SHOWN ? len : MAX_DATA_SHOWN);
+		if (len > MAX_DATA_SHOWN)
+			fputs(",\"truncated\":true", f);
+		break;
+	}
+	default:
+		crust_addr_format(&ev->addr, addr, sizeof(addr));
+		field_str(f, "addr", addr);
+		if (ev->reason[0])
+			field_str(f, "reason", ev->reason);
+		if (ev->error)
+			fprintf(f, ",\"error\":%d", ev->error);
+		break;
+	}
+	fputs("}\n", f);
+}

@@ -1,0 +1,379 @@
+/*
+ * node.c - `crust node`: a node driven by lines on stdin, reporting JSON
+ * lines on stdout (the contract in docs/ARCHITECTURE.md). Single thread:
+ * one poll over stdin, the service's event fd and a signalfd.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "json.h"
+
+#define MAX_CONNECT 64
+#define LINE_MAX_LEN (1u << 20)
+#define QUIT_LINGER_MS 2000
+
+struct node {
+	struct crust_service *svc;
+	const char *connect[MAX_CONNECT];
+	int nconnect;
+	uint64_t sends_ok;
+	bool quit;
+	char *line;
+	size_t line_len;
+};
+
+static void node_usage(FILE *f)
+{
+	fputs("usage: crust node [--tcp-port N] [--rudp-port N] [--shards N] [--bind ADDR]\n"
+	      "                  [--connect ADDR:PORT]... [--network NAME] [--max-msg-size N]\n"
+	      "                  [--handshake-timeout-ms N] [--frame-timeout-ms N] [--verbose]\n"
+	      "                  [--config F] [--cache F] [--identity F] [--beacon-port N]\n"
+	      "                  [--no-beacon] [--coordinator ADDR:PORT] [--tracer]\n"
+	      "stdin: connect ADDR:PORT | send PEER TEXT | drop PEER | maintain PEER |\n"
+	      "       punch PEER | peers | stats | quit\n", f);
+}
+
+static void later(const char *opt)
+{
+	fprintf(stderr, "crust node: note: %s accepted but not built yet; ignored\n", opt);
+}
+
+enum {
+	OPT_TCP = 1000, OPT_RUDP, OPT_SHARDS, OPT_BIND, OPT_CONNECT, OPT_NETWORK, OPT_MAXMSG,
+	OPT_HS_TIMEOUT, OPT_FRAME_TIMEOUT, OPT_CONFIG, OPT_CACHE, OPT_IDENTITY, OPT_BEACON_PORT,
+	OPT_NO_BEACON, OPT_COORD, OPT_TRACER, OPT_VERBOSE, OPT_HELP,
+};
+
+static const struct option options[] = {
+	{ "tcp-port", required_argument, NULL, OPT_TCP },
+	{ "rudp-port", required_argument, NULL, OPT_RUDP },
+	{ "shards", required_argument, NULL, OPT_SHARDS },
+	{ "bind", required_argument, NULL, OPT_BIND },
+	{ "connect", required_argument, NULL, OPT_CONNECT },
+	{ "network", required_argument, NULL, OPT_NETWORK },
+	{ "max-msg-size", required_argument, NULL, OPT_MAXMSG },
+	{ "handshake-timeout-ms", required_argument, NULL, OPT_HS_TIMEOUT },
+	{ "frame-timeout-ms", required_argument, NULL, OPT_FRAME_TIMEOUT },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "cache", required_argument, NULL, OPT_CACHE },
+	{ "identity", required_argument, NULL, OPT_IDENTITY },
+	{ "beacon-port", required_argument, NULL, OPT_BEACON_PORT },
+	{ "no-beacon", no_argument, NULL, OPT_NO_BEACON },
+	{ "coordinator", required_argument, NULL, OPT_COORD },
+	{ "tracer", no_argument, NULL, OPT_TRACER },
+	{ "verbose", no_argument, NULL, OPT_VERBOSE },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* Returns 0, or EXIT_USAGE with a message naming the option. */
+static int parse_options(int argc, char **argv, struct crust_config *cfg, struct node *n)
+{
+	uint64_t v;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		switch (c) {
+		case OPT_TCP:
+			if (!cli_uint("--tcp-port", optarg, 0, 65535, &v))
+				return EXIT_USAGE;
+			cfg->tcp_port = (uint16_t)v;
+			break;
+		case OPT_RUDP:
+			if (!cli_uint("--rudp-port", optarg, 0, 65535, &v))
+				return EXIT_USAGE;
+			later("--rudp-port (reliable UDP)");
+			break;
+		case OPT_BEACON_PORT:
+			if (!cli_uint("--beacon-port", optarg, 0, 65535, &v))
+				return EXIT_USAGE;
+			later("--beacon-port (LAN beacon)");
+			break;
+		case OPT_SHARDS:
+			if (!cli_uint("--shards", optarg, 0, 1024, &v))
+				return EXIT_USAGE;
+			cfg->shards = (unsigned)v;
+			break;
+		case OPT_MAXMSG:
+			if (!cli_uint("--max-msg-size", optarg, 1, 1u << 30, &v))
+				return EXIT_USAGE;
+			cfg->max_msg_size = (uint32_t)v;
+			break;
+		case OPT_HS_TIMEOUT:
+			if (!cli_uint("--handshake-timeout-ms", optarg, 1, 3600000, &v))
+				return EXIT_USAGE;
+			cfg->handshake_timeout_ms = (uint32_t)v;
+			break;
+		case OPT_FRAME_TIMEOUT:
+			if (!cli_uint("--frame-timeout-ms", optarg, 1, 3600000, &v))
+				return EXIT_USAGE;
+			cfg->frame_timeout_ms = (uint32_t)v;
+			break;
+		case OPT_BIND:
+			cfg->bind_addr = optarg;
+			break;
+		case OPT_CONNECT:
+			if (n->nconnect == MAX_CONNECT) {
+				fprintf(stderr, "crust node: --connect: at most %d\n", MAX_CONNECT);
+				return EXIT_USAGE;
+			}
+			n->connect[n->nconnect++] = optarg;
+			break;
+		case OPT_NETWORK:
+			cfg->network_name = optarg;
+			break;
+		case OPT_VERBOSE:
+			cfg->log_level = CRUST_LOG_INFO;
+			break;
+		case OPT_CONFIG: later("--config (config file)"); break;
+		case OPT_CACHE: later("--cache (bootstrap cache)"); break;
+		case OPT_IDENTITY: later("--identity (identity file)"); break;
+		case OPT_NO_BEACON: later("--no-beacon (LAN beacon)"); break;
+		case OPT_COORD: later("--coordinator (NAT traversal)"); break;
+		case OPT_TRACER: later("--tracer (tracer mode)"); break;
+		case OPT_HELP:
+			node_usage(stdout);
+			exit(0);
+		default:
+			node_usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "crust node: unexpected argument '%s'\n", argv[optind]);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+__attribute__((format(printf, 2, 3)))
+static void say_error(const char *cmd, const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	printf("{\"event\":\"error\",\"command\":");
+	json_string(stdout, cmd, strlen(cmd));
+	printf(",\"reason\":");
+	json_string(stdout, buf, strlen(buf));
+	printf("}\n");
+}
+
+static void do_connect(struct node *n, const char *arg)
+{
+	struct crust_endpoint ep;
+	if (!arg || crust_endpoint_parse(arg, &ep) < 0) {
+		say_error("connect", "bad endpoint '%s' (want ADDR:PORT)", arg ? arg : "");
+		return;
+	}
+	int err = crust_connect(n->svc, &ep);
+	if (err)
+		say_error("connect", "%s", crust_strerror(err));
+}
+
+static bool peer_arg(const char *cmd, const char *arg, struct crust_peer_id *id)
+{
+	if (!arg || crust_peer_from_hex(arg, id) < 0) {
+		say_error(cmd, "bad peer id '%s' (want 64 hex characters)", arg ? arg : "");
+		return false;
+	}
+	return true;
+}
+
+static void do_send(struct node *n, char *arg)
+{
+	char *text = arg ? strchr(arg, ' ') : NULL;
+	if (text)
+		*text++ = 0;
+	struct crust_peer_id id;
+	if (!peer_arg("send", arg, &id))
+		return;
+	if (!text)
+		text = "";
+	int err = crust_send(n->svc, &id, text, strlen(text), 0);
+	if (err)
+		say_error("send", "%s", crust_strerror(err));
+	else
+		n->sends_ok++;
+}
+
+static void do_peers(struct node *n)
+{
+	struct crust_peer_id ids[1024];
+	int count = crust_peers(n->svc, ids, 1024);
+	printf("{\"event\":\"peers\",\"count\":%d,\"peers\":[", count);
+	for (int i = 0; i < count && i < 1024; i++) {
+		char hex[CRUST_PEER_HEX_LEN + 1];
+		crust_peer_to_hex(&ids[i], hex);
+		printf("%s\"%s\"", i ? "," : "", hex);
+	}
+	printf("]}\n");
+}
+
+static void do_stats(struct node *n)
+{
+	struct crust_stats s;
+	crust_stats(n->svc, &s);
+	printf("{\"event\":\"stats\",\"connections\":%llu,\"rx_bytes\":%llu,\"tx_bytes\":%llu,"
+	       "\"rx_msgs\":%llu,\"tx_msgs\":%llu,\"rx_enobufs\":%llu}\n",
+	       (unsigned long long)s.connections, (unsigned long long)s.rx_bytes,
+	       (unsigned long long)s.tx_bytes, (unsigned long long)s.rx_msgs,
+	       (unsigned long long)s.tx_msgs, (unsigned long long)s.rx_enobufs);
+}
+
+static void run_command(struct node *n, char *line)
+{
+	char *arg = strchr(line, ' ');
+	if (arg)
+		*arg++ = 0;
+	struct crust_peer_id id;
+	if (!strcmp(line, "connect"))
+		do_connect(n, arg);
+	else if (!strcmp(line, "send"))
+		do_send(n, arg);
+	else if (!strcmp(line, "drop")) {
+		if (peer_arg("drop", arg, &id) && crust_drop(n->svc, &id) < 0)
+			say_error("drop", "%s", "not connected");
+	} else if (!strcmp(line, "maintain")) {
+		if (peer_arg("maintain", arg, &id) && crust_maintain(n->svc, &id) < 0)
+			say_error("maintain", "%s", "not connected");
+	} else if (!strcmp(line, "punch"))
+		say_error("punch", "%s", "NAT traversal is not built yet");
+	else if (!strcmp(line, "peers"))
+		do_peers(n);
+	else if (!strcmp(line, "stats"))
+		do_stats(n);
+	else if (!strcmp(line, "quit"))
+		n->quit = true;
+	else if (line[0])
+		say_error(line, "%s", "unknown command");
+}
+
+/* Take whole lines out of what stdin gave; returns false at end of input. */
+static bool read_stdin(struct node *n)
+{
+	char buf[65536];
+	ssize_t got = read(STDIN_FILENO, buf, sizeof(buf));
+	if (got < 0)
+		return errno == EINTR || errno == EAGAIN;
+	if (got == 0)
+		return false;
+	for (ssize_t i = 0; i < got; i++) {
+		if (buf[i] == '\n') {
+			n->line[n->line_len] = 0;
+			if (n->line_len && n->line[n->line_len - 1] == '\r')
+				n->line[n->line_len - 1] = 0;
+			run_command(n, n->line);
+			n->line_len = 0;
+			if (n->quit)
+				return true;
+		} else if (n->line_len < LINE_MAX_LEN - 1) {
+			n->line[n->line_len++] = buf[i];
+		}
+	}
+	return true;
+}
+
+static void drain_events(struct node *n)
+{
+	struct crust_event evs[64];
+	int got;
+	while ((got = crust_poll(n->svc, evs, 64, 0)) > 0) {
+		for (int i = 0; i < got; i++) {
+			json_event(stdout, &evs[i]);
+			crust_msg_release(evs[i].msg);
+		}
+	}
+	fflush(stdout);
+}
+
+/* Give queued messages a moment to leave before the connections close. */
+static void linger(struct node *n)
+{
+	for (int waited = 0; waited < QUIT_LINGER_MS; waited += 10) {
+		struct crust_stats s;
+		crust_stats(n->svc, &s);
+		if (s.tx_msgs >= n->sends_ok)
+			return;
+		drain_events(n);
+		usleep(10000);
+	}
+}
+
+static int loop(struct node *n, int sigfd)
+{
+	struct pollfd pfd[3] = {
+		{ .fd = STDIN_FILENO, .events = POLLIN },
+		{ .fd = crust_event_fd(n->svc), .events = POLLIN },
+		{ .fd = sigfd, .events = POLLIN },
+	};
+	while (!n->quit) {
+		if (poll(pfd, 3, -1) < 0 && errno != EINTR)
+			return 1;
+		if (pfd[1].revents)
+			drain_events(n);
+		if (pfd[2].revents)
+			n->quit = true;
+		if (pfd[0].revents && !read_stdin(n))
+			n->quit = true; /* end of stdin */
+		fflush(stdout);
+	}
+	linger(n);
+	drain_events(n);
+	return 0;
+}
+
+int cmd_node(int argc, char **argv)
+{
+	struct crust_config cfg;
+	crust_config_init(&cfg);
+	struct node n = { 0 };
+	int ret = parse_options(argc, argv, &cfg, &n);
+	if (ret)
+		return ret;
+	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	int sigfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	n.line = malloc(LINE_MAX_LEN);
+	int err = n.line ? crust_service_new(&cfg, &n.svc) : -ENOMEM;
+	if (err) {
+		fprintf(stderr, "crust node: cannot start: %s\n", crust_strerror(err));
+		free(n.line);
+		return 1;
+	}
+	struct crust_peer_id me;
+	char hex[CRUST_PEER_HEX_LEN + 1];
+	crust_own_id(n.svc, &me);
+	crust_peer_to_hex(&me, hex);
+	printf("{\"event\":\"node_started\",\"peer\":\"%s\"}\n", hex);
+	err = crust_start_listening(n.svc);
+	if (err)
+		fprintf(stderr, "crust node: listen: %s\n", crust_strerror(err));
+	drain_events(&n);
+	for (int i = 0; i < n.nconnect; i++)
+		do_connect(&n, n.connect[i]);
+	fflush(stdout);
+	ret = loop(&n, sigfd);
+	crust_service_free(n.svc);
+	fflush(stdout);
+	free(n.line);
+	close(sigfd);
+	return ret;
+}

@@ -1,0 +1,337 @@
+/*
+ * tcp.c - the TCP transport: per-shard SO_REUSEPORT listeners, framed
+ * messages over engine streams.
+ *
+ * Port choice (the ancestor's "live port and backup random port"): the
+ * configured port is first probed with a plain bind, without
+ * SO_REUSEPORT, so a port held by any other socket - even another node's
+ * reuseport group - counts as taken; then every shard binds the port
+ * with SO_REUSEPORT. A taken port falls back to a random one.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/listener.h"
+#include "engine/stream.h"
+#include "framing.h"
+#include "transport.h"
+
+struct tcp_transport {
+	struct transport base;
+	struct eng_listener *listeners; /* one per shard */
+	bool *listening;             /* shard thread's view */
+	bool bound;                  /* user thread's view: listen() ran */
+};
+
+struct tcp_conn {
+	struct tp_conn base;
+	struct eng_stream s;
+	struct frame_decoder dec;
+	struct eng_timer frame_timer;
+	char reason[CRUST_REASON_LEN];
+	bool connect_failed;
+};
+
+struct listen_mail {
+	struct eng_mail m;
+	struct tcp_transport *tt;
+	int fd;
+};
+
+static const struct eng_stream_ops stream_ops;
+
+static struct tcp_conn *conn_new(struct transport *t, struct shard *sh)
+{
+	struct tcp_conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->base.t = t;
+	c->base.sh = sh;
+	frame_decoder_init(&c->dec, t->limits.max_msg_size);
+	return c;
+}
+
+static void set_reason(struct tcp_conn *c, const char *reason)
+{
+	if (!c->reason[0] && reason)
+		snprintf(c->reason, sizeof(c->reason), "%s", reason);
+}
+
+static void tcp_close(struct tp_conn *tc, int err, const char *reason)
+{
+	struct tcp_conn *c = (struct tcp_conn *)tc;
+	set_reason(c, reason);
+	eng_stream_close(&c->s, err);
+}
+
+static void frame_timeout_cb(struct eng_timer *t, void *ctx)
+{
+	(void)t;
+	tcp_close(ctx, -ETIMEDOUT, "stalled frame: no progress within frame timeout");
+}
+
+static void on_connected(struct eng_stream *s, int res)
+{
+	struct tcp_conn *c = s->owner;
+	struct transport *t = c->base.t;
+	if (res < 0) {
+		c->connect_failed = true;
+		t->cb->connected(t->cb_ctx, &c->base, res);
+		eng_stream_close(s, res);
+		return;
+	}
+	t->cb->connected(t->cb_ctx, &c->base, 0);
+}
+
+static int deliver(void *ctx, struct crust_msg *m)
+{
+	struct tcp_conn *c = ctx;
+	struct transport *t = c->base.t;
+	t->cb->received(t->cb_ctx, &c->base, m);
+	/* the layer above may have closed us: stop decoding */
+	return c->s.closing ? 1 : 0;
+}
+
+static void on_data(struct eng_stream *s, struct eng_rxbuf *b, uint8_t *p, uint32_t n)
+{
+	struct tcp_conn *c = s->owner;
+	int err = frame_decode(&c->dec, b, p, n, deliver, c);
+	if (err < 0) {
+		char why[CRUST_REASON_LEN];
+		if (err == -EMSGSIZE)
+			snprintf(why, sizeof(why), "frame length above the maximum (%u bytes)",
+				 c->dec.max_len);
+		else
+			snprintf(why, sizeof(why), "receive failed: %s", strerror(-err));
+		tcp_close(&c->base, err, why);
+		return;
+	}
+	if (s->closing)
+		return;
+	/* a frame in progress must keep moving; a stalled one ends the connection */
+	if (frame_decoder_mid_frame(&c->dec))
+		eng_timer_arm(&s->sh->timers, &c->frame_timer, c->base.t->limits.frame_timeout_ms);
+	else
+		eng_timer_cancel(&s->sh->timers, &c->frame_timer);
+}
+
+static void on_msg_done(struct eng_stream *s, struct crust_msg *m, int status)
+{
+	struct tcp_conn *c = s->owner;
+	struct transport *t = c->base.t;
+	t->cb->msg_done(t->cb_ctx, &c->base, m, status);
+}
+
+static void on_closed(struct eng_stream *s, int err)
+{
+	struct tcp_conn *c = s->owner;
+	struct transport *t = c->base.t;
+	eng_timer_cancel(&s->sh->timers, &c->frame_timer);
+	frame_decoder_reset(&c->dec);
+	if (!c->connect_failed) {
+		if (!c->reason[0])
+			snprintf(c->reason, sizeof(c->reason), "%s",
+				 err ? strerror(-err) : "closed by peer");
+		t->cb->closed(t->cb_ctx, &c->base, err, c->reason);
+	}
+	free(c);
+}
+
+static const struct eng_stream_ops stream_ops = {
+	.on_connected = on_connected,
+	.on_data = on_data,
+	.on_msg_done = on_msg_done,
+	.on_closed = on_closed,
+};
+
+static void on_accept(struct eng_listener *l, int fd)
+{
+	struct tcp_transport *tt = l->owner;
+	struct tcp_conn *c = conn_new(&tt->base, l->sh);
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->base.remote_len = sizeof(c->base.remote);
+	getpeername(fd, (struct sockaddr *)&c->base.remote, &c->base.remote_len);
+	eng_timer_init(&c->frame_timer, frame_timeout_cb, c);
+	eng_stream_attach(&c->s, l->sh, fd, &stream_ops, c);
+	tt->base.cb->accepted(tt->base.cb_ctx, &c->base);
+}
+
+static int tcp_connect(struct transport *t, struct shard *sh, const struct sockaddr *addr,
+		       socklen_t len, void *user, struct tp_conn **out)
+{
+	struct tcp_conn *c = conn_new(t, sh);
+	if (!c)
+		return -ENOMEM;
+	c->base.user = user;
+	c->base.outgoing = true;
+	memcpy(&c->base.remote, addr, len);
+	c->base.remote_len = len;
+	eng_timer_init(&c->frame_timer, frame_timeout_cb, c);
+	int err = eng_stream_connect(&c->s, sh, addr, len, t->limits.connect_timeout_ms,
+				     &stream_ops, c);
+	if (err) {
+		free(c);
+		return err;
+	}
+	*out = &c->base;
+	return 0;
+}
+
+static int tcp_send(struct tp_conn *tc, struct crust_msg *m)
+{
+	struct tcp_conn *c = (struct tcp_conn *)tc;
+	if (m->kind != ENG_MSG_HEAP)
+		return -EINVAL;
+	if (m->len > c->dec.max_len)
+		return -EMSGSIZE;
+	frame_encode(m);
+	return eng_stream_send(&c->s, m);
+}
+
+static void start_listener(struct shard *sh, struct eng_mail *m)
+{
+	struct listen_mail *lm = (struct listen_mail *)m;
+	struct tcp_transport *tt = lm->tt;
+	eng_listener_start(&tt->listeners[sh->id], sh, lm->fd, on_accept, NULL, tt);
+	tt->listening[sh->id] = true;
+	free(lm);
+}
+
+static void set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+}
+
+static uint16_t get_port(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+	return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
+/* Is the port free for us? A bind without SO_REUSEPORT answers. */
+static int probe_port(const struct sockaddr_storage *ss, socklen_t len)
+{
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int ret = bind(fd, (const struct sockaddr *)ss, len) < 0 ? -errno : 0;
+	close(fd);
+	return ret;
+}
+
+/* Bind every shard's listener on ss's port (0 = let shard 0's bind choose). */
+static int bind_all(struct tcp_transport *tt, struct sockaddr_storage *ss, socklen_t len, int *fds)
+{
+	unsigned n = tt->base.eng->nshards;
+	for (unsigned i = 0; i < n; i++) {
+		fds[i] = eng_bind_socket(SOCK_STREAM, (struct sockaddr *)ss, len, true);
+		if (fds[i] < 0) {
+			int err = fds[i];
+			while (i--)
+				close(fds[i]);
+			return err;
+		}
+		if (i == 0 && get_port(ss) == 0)
+			set_port(ss, eng_bound_port(fds[0]));
+	}
+	return 0;
+}
+
+static int tcp_listen(struct transport *t, const struct sockaddr *addr, socklen_t len,
+		      uint16_t *port, bool *fallback)
+{
+	struct tcp_transport *tt = (struct tcp_transport *)t;
+	unsigned n = t->eng->nshards;
+	if (tt->bound)
+		return -EALREADY;
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	memcpy(&ss, addr, len);
+	*fallback = false;
+	int fds[n];
+	int err = get_port(&ss) ? probe_port(&ss, len) : 0;
+	if (err == 0)
+		err = bind_all(tt, &ss, len, fds);
+	if (err == -EADDRINUSE || err == -EACCES) {
+		*fallback = true;
+		set_port(&ss, 0);
+		err = bind_all(tt, &ss, len, fds);
+	}
+	if (err)
+		return err;
+	*port = get_port(&ss);
+	tt->bound = true;
+	for (unsigned i = 0; i < n; i++) {
+		struct listen_mail *lm = calloc(1, sizeof(*lm));
+		if (!lm) {
+			close(fds[i]);
+			continue;
+		}
+		lm->m.fn = start_listener;
+		lm->tt = tt;
+		lm->fd = fds[i];
+		eng_post(&t->eng->shards[i], &lm->m);
+	}
+	return 0;
+}
+
+static void tcp_stop_shard(struct transport *t, struct shard *sh)
+{
+	struct tcp_transport *tt = (struct tcp_transport *)t;
+	if (tt->listening[sh->id]) {
+		eng_listener_close(&tt->listeners[sh->id]);
+		tt->listening[sh->id] = false;
+	}
+}
+
+static void tcp_destroy(struct transport *t)
+{
+	struct tcp_transport *tt = (struct tcp_transport *)t;
+	free(tt->listeners);
+	free(tt->listening);
+	free(tt);
+}
+
+static const struct transport_vtable tcp_vtable = {
+	.kind = CRUST_TRANSPORT_TCP,
+	.name = "tcp",
+	.listen = tcp_listen,
+	.connect = tcp_connect,
+	.send = tcp_send,
+	.close = tcp_close,
+	.stop_shard = tcp_stop_shard,
+	.destroy = tcp_destroy,
+};
+
+int tcp_transport_new(struct eng *eng, const struct tp_callbacks *cb, void *cb_ctx,
+		      const struct tp_limits *limits, struct transport **out)
+{
+	struct tcp_transport *tt = calloc(1, sizeof(*tt));
+	if (!tt)
+		return -ENOMEM;
+	tt->listeners = calloc(eng->nshards, sizeof(*tt->listeners));
+	tt->listening = calloc(eng->nshards, sizeof(*tt->listening));
+	if (!tt->listeners || !tt->listening) {
+		tcp_destroy(&tt->base);
+		return -ENOMEM;
+	}
+	tt->base.vt = &tcp_vtable;
+	tt->base.eng = eng;
+	tt->base.cb = cb;
+	tt->base.cb_ctx = cb_ctx;
+	tt->base.limits = *limits;
+	*out = &tt->base;
+	return 0;
+}

@@ -1,0 +1,92 @@
+/*
+ * transport.h - the interface every transport implements (TCP now,
+ * reliable UDP next), and the callbacks it makes to the layer above.
+ *
+ * A transport moves whole messages (struct crust_msg) between two
+ * endpoints; it knows nothing of peers, crypto or bootstrap. Each
+ * connection lives on one shard: every call on a tp_conn and every
+ * callback about it happens on that shard's thread. listen() is the
+ * exception: it binds from the caller's thread and arms on the shards.
+ */
+#ifndef CRUST_TRANSPORT_H
+#define CRUST_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "crust.h"
+#include "engine/engine.h"
+#include "engine/msg.h"
+
+struct transport;
+struct tp_conn;
+
+/* Upcalls, on the connection's shard thread. */
+struct tp_callbacks {
+	/* a connection came in on a listener */
+	void (*accepted)(void *ctx, struct tp_conn *c);
+	/* an outgoing connect finished: res 0 (c is live) or -errno (c is gone after return) */
+	void (*connected)(void *ctx, struct tp_conn *c, int res);
+	/* one whole message; the callee owns m */
+	void (*received)(void *ctx, struct tp_conn *c, struct crust_msg *m);
+	/* a message given to send() left the transport: 0 sent, else -errno; callee owns m */
+	void (*msg_done)(void *ctx, struct tp_conn *c, struct crust_msg *m, int status);
+	/* the connection is gone (err 0 = closed locally or orderly); c is freed after return */
+	void (*closed)(void *ctx, struct tp_conn *c, int err, const char *reason);
+};
+
+struct tp_limits {
+	uint32_t max_msg_size;       /* larger frames end the connection */
+	uint32_t frame_timeout_ms;   /* a started frame must finish within this */
+	uint32_t connect_timeout_ms;
+};
+
+struct transport_vtable {
+	enum crust_transport kind;
+	const char *name;
+	/*
+	 * Bind one listener per shard on addr's port, or on a random port if
+	 * that one is taken (*fallback = true). Any thread; returns once
+	 * bound, with the port in *port.
+	 */
+	int (*listen)(struct transport *t, const struct sockaddr *addr, socklen_t len,
+		      uint16_t *port, bool *fallback);
+	/*
+	 * Shard thread: start a connection with c->user = user; connected()
+	 * follows. *out is the connection, closable while it connects.
+	 */
+	int (*connect)(struct transport *t, struct shard *sh, const struct sockaddr *addr,
+		       socklen_t len, void *user, struct tp_conn **out);
+	/* Queue a message (payload only; the transport frames it). On error the caller keeps m. */
+	int (*send)(struct tp_conn *c, struct crust_msg *m);
+	/* Close; closed() follows with err and reason. */
+	void (*close)(struct tp_conn *c, int err, const char *reason);
+	/* Shard thread, at shutdown: close this shard's listeners. */
+	void (*stop_shard)(struct transport *t, struct shard *sh);
+	void (*destroy)(struct transport *t);
+};
+
+struct transport {
+	const struct transport_vtable *vt;
+	struct eng *eng;
+	const struct tp_callbacks *cb;
+	void *cb_ctx;
+	struct tp_limits limits;
+};
+
+/* What every transport connection starts with. */
+struct tp_conn {
+	struct transport *t;
+	struct shard *sh;
+	void *user;                       /* the layer above's object */
+	struct sockaddr_storage remote;
+	socklen_t remote_len;
+	bool outgoing;
+};
+
+/* Create the TCP transport. */
+int tcp_transport_new(struct eng *eng, const struct tp_callbacks *cb, void *cb_ctx,
+		      const struct tp_limits *limits, struct transport **out);
+
+#endif
