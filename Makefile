@@ -79,7 +79,7 @@ $(BUILD)/unit_tests: $(UNIT_OBJ) $(BUILD)/libcrust.a
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(UNIT_OBJ) $(BUILD)/libcrust.a $(LIBS) -lcriterion
 
 run: deps all
-	$(Q)tools/demo.sh $(BUILD)/crust
+	$(Q)python3 tools/demo.py $(BUILD)/crust
 
 test: deps
 	$(Q)$(MAKE) --no-print-directory test-unit test-e2e

@@ -81,6 +81,12 @@ static void send_pattern(struct fix *f, size_t n)
 	free(buf);
 }
 
+/* cr_assert(x) in Criterion 2.4 passes only for x == 1: give it a bool */
+static bool has(uint32_t flags, uint32_t bit)
+{
+	return (flags & bit) != 0;
+}
+
 struct cqe_copy {
 	int res;
 	uint32_t flags;
@@ -104,7 +110,7 @@ static struct eng_rxbuf *take_checked(struct fix *f, struct cqe_copy c)
 {
 	cr_assert(gt(int, c.res, 0), "res %d", c.res);
 	cr_assert(le(int, c.res, (int)BUF_SIZE));
-	cr_assert(c.flags & IORING_CQE_F_BUFFER, "a receive must name its buffer");
+	cr_assert(has(c.flags, IORING_CQE_F_BUFFER), "a receive must name its buffer");
 	uint32_t before = eng_bufring_available(&f->br);
 	struct eng_rxbuf *b = eng_bufring_take(&f->br, c.flags);
 	cr_assert(eq(u16, b->bid, (uint16_t)(c.flags >> IORING_CQE_BUFFER_SHIFT)));
@@ -124,7 +130,7 @@ static unsigned drain_recycling(struct fix *f)
 	unsigned completions = 0;
 	while (f->rx_off < f->tx_off) {
 		struct cqe_copy c = reap(f);
-		cr_assert(c.flags & IORING_CQE_F_MORE, "multishot ended early: res %d", c.res);
+		cr_assert(has(c.flags, IORING_CQE_F_MORE), "multishot ended early: res %d", c.res);
 		eng_rxbuf_put(take_checked(f, c));
 		eng_bufring_flush(&f->br);
 		completions++;
@@ -151,7 +157,7 @@ Test(bufring, receive_lands_in_a_provided_buffer, .timeout = 10)
 	send_pattern(&f, 1000);
 	struct cqe_copy c = reap(&f);
 	cr_assert(eq(int, c.res, 1000));
-	cr_assert(c.flags & IORING_CQE_F_MORE, "the multishot receive stays armed");
+	cr_assert(has(c.flags, IORING_CQE_F_MORE), "the multishot receive stays armed");
 	struct eng_rxbuf *b = take_checked(&f, c);
 	cr_assert(eq(ptr, b->data, f.br.mem + (size_t)b->bid * BUF_SIZE));
 	cr_assert(eq(u32, eng_bufring_available(&f.br), NBUF - 1));
@@ -195,7 +201,7 @@ Test(bufring, recycled_buffers_carry_many_times_the_ring, .timeout = 10)
 		send_pattern(&f, BUF_SIZE);
 		while (f.rx_off < f.tx_off) {
 			struct cqe_copy c = reap(&f);
-			cr_assert(c.flags & IORING_CQE_F_MORE, "round %u: res %d", round, c.res);
+			cr_assert(has(c.flags, IORING_CQE_F_MORE), "round %u: res %d", round, c.res);
 			struct eng_rxbuf *b = take_checked(&f, c);
 			used[b->bid]++;
 			eng_rxbuf_put(b);
@@ -216,7 +222,7 @@ static void exhaust(struct fix *f, struct eng_rxbuf *held[NBUF])
 		struct cqe_copy c = reap(f);
 		if (!(c.flags & IORING_CQE_F_MORE)) {
 			cr_assert(eq(int, c.res, -ENOBUFS), "the multishot ended with %d", c.res);
-			cr_assert(not(c.flags & IORING_CQE_F_BUFFER));
+			cr_assert(not(has(c.flags, IORING_CQE_F_BUFFER)));
 			break;
 		}
 		cr_assert(lt(uint, n, NBUF), "more buffers filled than exist");
@@ -313,6 +319,34 @@ Test(bufring, off_thread_put_goes_to_the_return_stack, .timeout = 10)
 	fix_fini(&f);
 }
 
+Test(bufring, off_thread_put_wakes_only_while_starved, .timeout = 10)
+{
+	struct fix f;
+	fix_init(&f);
+	f.br.wake = count_wake;
+	f.br.wake_ctx = &f;
+	arm_recv(&f);
+	send_pattern(&f, 100);
+	struct eng_rxbuf *b = take_checked(&f, reap(&f));
+	eng_rxbuf_get(b);
+	atomic_store(&f.br.starved, true);
+	put_from_thread(b);
+	cr_assert(zero(uint, f.wakes), "not the last reference: nothing came back");
+	put_from_thread(b);
+	cr_assert(eq(uint, f.wakes, 1));
+	cr_assert(eq(ptr, f.wake_ctx_seen, &f), "wake gets wake_ctx");
+	eng_bufring_reclaim(&f.br);
+	atomic_store(&f.br.starved, false);
+
+	send_pattern(&f, 100);
+	b = take_checked(&f, reap(&f));
+	put_from_thread(b);
+	cr_assert(eq(uint, f.wakes, 1), "not starved: no wake");
+	eng_bufring_reclaim(&f.br);
+	cr_assert(eq(u32, eng_bufring_available(&f.br), NBUF));
+	fix_fini(&f);
+}
+
 Test(bufring, off_thread_put_of_a_shared_buffer_returns_it_once, .timeout = 10)
 {
 	struct fix f;
@@ -369,7 +403,8 @@ Test(bufring, starved_ring_wakes_the_owner_and_data_flows_after_reclaim, .timeou
 		pthread_join(t[i], NULL);
 	pthread_barrier_destroy(&go);
 
-	cr_assert(eq(uint, f.wakes, NBUF), "each return while starved wakes the owner");
+	cr_assert(ge(uint, f.wakes, 1), "a return while starved wakes the owner");
+	cr_assert(le(uint, f.wakes, NBUF));
 	cr_assert(eq(ptr, f.wake_ctx_seen, &f));
 	cr_assert(eq(uint, returned_len(&f.br), NBUF), "no return lost in the race");
 	cr_assert(zero(u32, eng_bufring_available(&f.br)), "nothing back before reclaim");
