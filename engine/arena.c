@@ -47,7 +47,7 @@ void eng_arena_destroy(struct eng_arena *a, struct io_uring *ring)
 	a->base = NULL;
 }
 
-static bool owns(const struct eng_arena *a, const uint8_t *p)
+bool eng_arena_owns(const struct eng_arena *a, const uint8_t *p)
 {
 	return a->base && p >= a->base && p < a->base + (size_t)a->nchunks * ENG_ARENA_CHUNK;
 }
@@ -66,7 +66,7 @@ void eng_arena_put(struct shard *sh, uint8_t *chunk)
 	struct eng_arena *a = &sh->arena;
 	if (!chunk)
 		return;
-	if (!owns(a, chunk)) {
+	if (!eng_arena_owns(a, chunk)) {
 		free(chunk);
 		return;
 	}

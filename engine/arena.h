@@ -28,5 +28,7 @@ void eng_arena_destroy(struct eng_arena *a, struct io_uring *ring);
 /* A chunk of ENG_ARENA_CHUNK bytes (arena or heap); NULL only without memory. */
 uint8_t *eng_arena_get(struct shard *sh);
 void eng_arena_put(struct shard *sh, uint8_t *chunk);
+/* Is p inside the registered region (buffer index 0)? */
+bool eng_arena_owns(const struct eng_arena *a, const uint8_t *p);
 
 #endif

@@ -47,6 +47,7 @@ struct eng_config {
 	uint32_t rx_buffer_size;  /* default 64 KiB */
 	uint32_t rx_buffer_count; /* power of two, default 256 */
 	uint32_t tx_arena_size;   /* default 4 MiB */
+	uint32_t zc_min;          /* SEND_ZC from the arena for sends >= this; 0 = never */
 	/* runs on each shard thread once its ring is up, before the loop */
 	void (*on_shard_start)(struct shard *sh, void *ctx);
 	/* runs on each shard thread after the loop stopped, ring still up */
@@ -59,6 +60,7 @@ struct eng_stats {
 	_Atomic uint64_t rx_bytes, tx_bytes, rx_calls, tx_calls;
 	_Atomic uint64_t rx_enobufs, rx_rearms;
 	_Atomic uint64_t doorbells;
+	_Atomic uint64_t tx_zc_sends, tx_zc_copied;
 };
 
 struct shard {

@@ -31,6 +31,7 @@ static void connect_cb(struct shard *sh, struct eng_op *op, const struct io_urin
 static void timeout_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe);
 static void cancel_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe);
 static void flush(struct eng_stream *s);
+static void drop_chunk(struct eng_stream *s);
 
 
 static void init_common(struct eng_stream *s, struct shard *sh, int fd,
@@ -46,6 +47,7 @@ static void init_common(struct eng_stream *s, struct shard *sh, int fd,
 	s->connect_op.cb = connect_cb;
 	s->timeout_op.cb = timeout_cb;
 	s->cancel_op.cb = cancel_cb;
+	s->zc_enabled = sh->eng->cfg.zc_min > 0 && sh->arena.registered;
 	sh->live++;
 }
 
@@ -113,9 +115,7 @@ static void finish_close(struct eng_stream *s)
 	while ((m = eng_txq_pop(&s->txq)))
 		s->ops->on_msg_done(s, m, -ECONNRESET);
 	eng_txq_release(&s->txq);
-	if (s->chunk)
-		eng_arena_put(s->sh, s->chunk);
-	s->chunk = NULL;
+	drop_chunk(s);
 	if (s->fd >= 0)
 		close(s->fd);
 	s->fd = -1;
@@ -243,14 +243,59 @@ static void recv_cb(struct shard *sh, struct eng_op *op, const struct io_uring_c
 		eng_stream_close(s, cqe->res);
 }
 
-/* Release the staging chunk once nothing in flight points into it. */
+/*
+ * Release the staging chunk once nothing in flight points into it. After
+ * a zero-copy send the kernel may still read it until the notification.
+ */
 static void drop_chunk(struct eng_stream *s)
 {
-	if (s->chunk) {
+	if (s->chunk && s->chunk_zc && s->zc_notif_pending)
+		s->zc_hold = s->chunk;
+	else if (s->chunk)
 		eng_arena_put(s->sh, s->chunk);
-		s->chunk = NULL;
-	}
+	s->chunk = NULL;
+	s->chunk_zc = false;
 	s->chunk_used = 0;
+}
+
+/*
+ * One arena chunk, big enough, and no notification outstanding: send it
+ * with SEND_ZC from the registered buffer (no copy into the kernel).
+ */
+static bool try_send_zc(struct eng_stream *s)
+{
+	struct eng_stream_seg *g = &s->segs[s->seg_first];
+	const struct eng_arena *a = &s->sh->arena;
+	if (!s->zc_enabled || s->zc_notif_pending || s->zc_hold || s->nsegs - s->seg_first != 1 ||
+	    g->msg || g->len - s->seg_off < s->sh->eng->cfg.zc_min || !eng_arena_owns(a, g->p))
+		return false;
+	struct io_uring_sqe *sqe = eng_sqe(s->sh, &s->send_op);
+	io_uring_prep_send_zc_fixed(sqe, s->fd, g->p + s->seg_off, g->len - s->seg_off,
+				    MSG_NOSIGNAL, 0, 0);
+	sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
+	s->chunk_zc = true;
+	s->sending = true;
+	s->inflight++;
+	atomic_fetch_add_explicit(&s->sh->stats.tx_zc_sends, 1, memory_order_relaxed);
+	return true;
+}
+
+/* The kernel is done with a zero-copy send's memory. */
+static void zc_notified(struct eng_stream *s, const struct io_uring_cqe *cqe)
+{
+	s->zc_notif_pending = false;
+	if ((uint32_t)cqe->res & IORING_NOTIF_USAGE_ZC_COPIED) {
+		/* copied anyway (loopback does): zero copy only costs here */
+		s->zc_enabled = false;
+		atomic_fetch_add_explicit(&s->sh->stats.tx_zc_copied, 1, memory_order_relaxed);
+	}
+	if (s->zc_hold) {
+		eng_arena_put(s->sh, s->zc_hold);
+		s->zc_hold = NULL;
+	}
+	op_done(s);
+	if (!s->closing)
+		flush(s);
 }
 
 /* Copy a small frame into the staging chunk; false if it does not fit. */
@@ -327,7 +372,7 @@ static void flush(struct eng_stream *s)
 		drop_chunk(s);
 		gather(s);
 	}
-	if (s->seg_first < s->nsegs)
+	if (s->seg_first < s->nsegs && !try_send_zc(s))
 		submit_send(s);
 }
 
@@ -352,6 +397,15 @@ static void consume(struct eng_stream *s, uint32_t res)
 static void send_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe)
 {
 	struct eng_stream *s = container_of(op, struct eng_stream, send_op);
+	if (cqe->flags & IORING_CQE_F_NOTIF) {
+		zc_notified(s, cqe);
+		return;
+	}
+	if (cqe->flags & IORING_CQE_F_MORE) {
+		/* a zero-copy send: its notification completes the operation */
+		s->zc_notif_pending = true;
+		s->inflight++;
+	}
 	s->sending = false;
 	s->inflight--;
 	if (s->closing) {

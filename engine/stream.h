@@ -59,6 +59,10 @@ struct eng_stream {
 	uint32_t seg_off;
 	uint8_t *chunk;           /* staging for small frames: arena or heap */
 	uint32_t chunk_used;
+	bool chunk_zc;            /* chunk went out with SEND_ZC: keep until its notification */
+	bool zc_enabled;          /* off after the kernel reports it copied anyway */
+	bool zc_notif_pending;
+	uint8_t *zc_hold;         /* a sent chunk waiting for its notification */
 	struct eng_txq txq;
 	unsigned inflight;        /* SQEs whose last CQE is not reaped yet */
 	bool recv_armed, sending, closing, closed, connecting;

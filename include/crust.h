@@ -77,6 +77,8 @@ struct crust_config {
 	uint32_t rx_buffer_size;     /* provided-buffer size, default 64 KiB */
 	uint32_t rx_buffer_count;    /* per shard, power of two, default 256 */
 	uint32_t tx_arena_size;      /* registered TX arena per shard, default 4 MiB */
+	uint32_t zerocopy_min;       /* SEND_ZC for coalesced sends >= this many bytes; 0 = off
+	                                (the default: it only pays on real NICs, see BENCHMARKS) */
 	const char *network_name;    /* nodes of other networks are refused */
 	crust_log_fn log;            /* default: warnings and errors to stderr */
 	void *log_ctx;
@@ -210,7 +212,7 @@ struct crust_stats {
 	uint64_t rx_msgs, tx_msgs;
 	uint64_t rx_recv_calls, tx_send_calls;   /* completions that moved data */
 	uint64_t rx_enobufs;                     /* multishot recv ran out of buffers */
-	uint64_t rx_bufs_held;                   /* receive buffers the user holds now */
+	uint64_t tx_zc_sends, tx_zc_copied;      /* zero-copy sends; those the kernel copied */
 };
 CRUST_API void crust_stats(struct crust_service *svc, struct crust_stats *out);
 

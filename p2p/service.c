@@ -90,6 +90,7 @@ static int start_engine(struct crust_service *svc)
 		.rx_buffer_size = c->rx_buffer_size,
 		.rx_buffer_count = c->rx_buffer_count,
 		.tx_arena_size = c->tx_arena_size,
+		.zc_min = c->zerocopy_min,
 		.on_shard_stop = on_shard_stop,
 		.ctx = svc,
 	};
@@ -226,8 +227,9 @@ static void connect_on_shard(struct shard *sh, struct eng_mail *m)
 {
 	struct connect_mail *cm = (struct connect_mail *)m;
 	struct crust_service *svc = cm->svc;
-	struct p2p_conn *pc = conn_new(svc, sh, true);
-	int err = pc ? 0 : -ENOMEM;
+	/* a connect that arrives while the shard stops must not open a socket */
+	struct p2p_conn *pc = atomic_load(&sh->stop) ? NULL : conn_new(svc, sh, true);
+	int err = pc ? 0 : atomic_load(&sh->stop) ? -ESHUTDOWN : -ENOMEM;
 	struct tp_conn *tc = NULL;
 	if (pc)
 		err = svc->tcp->vt->connect(svc->tcp, sh, (struct sockaddr *)&cm->ep.addr,
@@ -475,6 +477,8 @@ CRUST_API void crust_stats(struct crust_service *svc, struct crust_stats *out)
 		out->rx_recv_calls += atomic_load(&sh->stats.rx_calls);
 		out->tx_send_calls += atomic_load(&sh->stats.tx_calls);
 		out->rx_enobufs += atomic_load(&sh->stats.rx_enobufs);
+		out->tx_zc_sends += atomic_load(&sh->stats.tx_zc_sends);
+		out->tx_zc_copied += atomic_load(&sh->stats.tx_zc_copied);
 		out->rx_msgs += atomic_load(&ps->rx_msgs);
 		out->tx_msgs += atomic_load(&ps->tx_msgs);
 	}
