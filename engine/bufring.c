@@ -103,17 +103,18 @@ void eng_rxbuf_put(struct eng_rxbuf *b)
 	struct eng_rxbuf *head = atomic_load_explicit(&r->returned, memory_order_relaxed);
 	do {
 		b->next_free = head;
-	} while (!atomic_compare_exchange_weak_explicit(&r->returned, &head, b,
-							memory_order_release,
-							memory_order_relaxed));
-	/* seq_cst pairs with the owner setting starved before it drains */
+	} while (!atomic_compare_exchange_weak(&r->returned, &head, b));
+	/*
+	 * seq_cst on both sides: either the owner's drain (after it set
+	 * starved) sees our push, or we see starved and wake it.
+	 */
 	if (atomic_load(&r->starved) && r->wake)
 		r->wake(r->wake_ctx);
 }
 
 void eng_bufring_reclaim(struct eng_bufring *r)
 {
-	struct eng_rxbuf *b = atomic_exchange_explicit(&r->returned, NULL, memory_order_acquire);
+	struct eng_rxbuf *b = atomic_exchange(&r->returned, NULL);
 	while (b) {
 		struct eng_rxbuf *next = b->next_free;
 		recycle(r, b);

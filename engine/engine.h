@@ -39,12 +39,15 @@ struct eng_op {
 	void (*cb)(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe);
 };
 
+/* 64 KiB of payload (a full GRO batch) plus room for the recvmsg header, address, cmsgs */
+#define ENG_RX_BUFFER_DEFAULT (64u * 1024u + 512u)
+
 struct eng_config {
 	unsigned shards;          /* 0 = online cores */
 	bool pin;                 /* pin shard i to cpu (first_cpu + i) mod ncpu */
 	unsigned first_cpu;
 	unsigned sq_entries;      /* default 256; CQ is 16x */
-	uint32_t rx_buffer_size;  /* default 64 KiB */
+	uint32_t rx_buffer_size;  /* default ENG_RX_BUFFER_DEFAULT */
 	uint32_t rx_buffer_count; /* power of two, default 256 */
 	uint32_t tx_arena_size;   /* default 4 MiB */
 	uint32_t zc_min;          /* SEND_ZC from the arena for sends >= this; 0 = never */
@@ -75,6 +78,7 @@ struct shard {
 	struct eng_timers timers;
 	struct eng_mailbox mailbox;
 	struct eng_op doorbell_op; /* MSG_RING and eventfd wakeups land here */
+	struct eng_op msg_ring_failed_op; /* a MSG_RING to this shard failed (in the poster's ring) */
 	int wake_fd;              /* eventfd: wakes the shard from non-shard threads */
 	uint64_t wake_buf;
 	struct eng_stats stats;

@@ -75,19 +75,42 @@ static void doorbell_cb(struct shard *sh, struct eng_op *op, const struct io_uri
 		arm_wake_read(sh);
 }
 
+static void wake_by_eventfd(struct shard *sh)
+{
+	uint64_t one = 1;
+	if (write(sh->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		fprintf(stderr, "crust: shard %u: wake failed: %s\n", sh->id, strerror(errno));
+}
+
+/*
+ * Runs on the poster's thread when its MSG_RING to sh failed (e.g. the
+ * target's CQ overflowed): the doorbell flag is set, so without this
+ * wake the target would not look at its mailbox again.
+ */
+static void msg_ring_failed_cb(struct shard *me, struct eng_op *op, const struct io_uring_cqe *cqe)
+{
+	(void)me;
+	(void)cqe;
+	wake_by_eventfd(container_of(op, struct shard, msg_ring_failed_op));
+}
+
 void eng_wake(struct shard *sh)
 {
 	struct shard *me = current;
 	if (me && me != sh && me->ring_up) {
 		/* shard to shard: a CQE posted straight into the target ring */
-		struct io_uring_sqe *sqe = eng_sqe(me, NULL);
+		struct io_uring_sqe *sqe = eng_sqe(me, &sh->msg_ring_failed_op);
 		compat_prep_msg_ring_doorbell(sqe, sh->ring.ring_fd, (uint64_t)(uintptr_t)&sh->doorbell_op);
+		/* only a failure posts a completion, in our ring */
 		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 		return;
 	}
-	uint64_t one = 1;
-	if (write(sh->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		fprintf(stderr, "crust: shard %u: wake failed: %s\n", sh->id, strerror(errno));
+	wake_by_eventfd(sh);
+}
+
+static void wake_from_bufring(void *ctx)
+{
+	eng_wake(ctx);
 }
 
 void eng_post(struct shard *sh, struct eng_mail *m)
@@ -132,7 +155,7 @@ static int shard_setup(struct shard *sh)
 	ret = eng_bufring_init(&sh->rx, &sh->ring, 0, c->rx_buffer_size, c->rx_buffer_count);
 	if (ret < 0)
 		return ret;
-	sh->rx.wake = (void (*)(void *))eng_wake;
+	sh->rx.wake = wake_from_bufring;
 	sh->rx.wake_ctx = sh;
 	ret = eng_arena_init(&sh->arena, &sh->ring, c->tx_arena_size);
 	if (ret < 0)
@@ -244,7 +267,7 @@ static void config_defaults(struct eng_config *c)
 	if (!c->sq_entries)
 		c->sq_entries = 256;
 	if (!c->rx_buffer_size)
-		c->rx_buffer_size = 64 * 1024;
+		c->rx_buffer_size = ENG_RX_BUFFER_DEFAULT;
 	if (!c->rx_buffer_count)
 		c->rx_buffer_count = 256;
 	if (!c->tx_arena_size)
@@ -295,6 +318,7 @@ int eng_new(const struct eng_config *cfg, struct eng **out)
 		struct shard *sh = &e->shards[i];
 		sh->eng = e;
 		sh->id = i;
+		sh->msg_ring_failed_op.cb = msg_ring_failed_cb;
 		eng_mailbox_init(&sh->mailbox);
 		sh->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (sh->wake_fd < 0) {

@@ -38,7 +38,10 @@ void eng_timer_cancel(struct eng_timers *w, struct eng_timer *t);
 static inline bool eng_timer_armed(const struct eng_timer *t) { return t->armed; }
 /* Fire every timer due at or before now_ms; returns how many fired. */
 unsigned eng_timers_run(struct eng_timers *w, uint64_t now_ms);
-/* Milliseconds until the next timer is due (capped at the wheel span), or -1 if none. */
+/*
+ * Milliseconds until the next timer is due (capped at the wheel span), 0 if
+ * one is due already (now_ms ahead of the last run), or -1 if none.
+ */
 int64_t eng_timers_next(const struct eng_timers *w, uint64_t now_ms);
 
 #endif

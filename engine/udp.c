@@ -19,6 +19,7 @@
 
 #include "compat.h"
 
+#define UDP_ERROR_RETRY_MS 100
 #define RECV_CTL_SPACE (CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(uint32_t)))
 
 static void recv_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe);
@@ -170,10 +171,16 @@ static void recv_cb(struct shard *sh, struct eng_op *op, const struct io_uring_c
 		finish(u);
 		return;
 	}
-	/* out of buffers (or a transient error): datagrams meanwhile are dropped by the kernel */
-	if (cqe->res == -ENOBUFS || cqe->res < 0) {
-		atomic_fetch_add_explicit(&sh->stats.rx_enobufs, cqe->res == -ENOBUFS, memory_order_relaxed);
+	/* out of buffers: datagrams meanwhile are dropped by the kernel (counted) */
+	if (cqe->res == -ENOBUFS) {
+		atomic_fetch_add_explicit(&sh->stats.rx_enobufs, 1, memory_order_relaxed);
 		eng_timer_arm(&sh->timers, &u->rearm, 1);
+		return;
+	}
+	if (cqe->res < 0) {
+		/* an unexpected error: retry, but slowly enough not to spin */
+		u->rx_errors++;
+		eng_timer_arm(&sh->timers, &u->rearm, UDP_ERROR_RETRY_MS);
 		return;
 	}
 	arm_recv(u);
@@ -214,8 +221,8 @@ int eng_udp_send(struct eng_udp *u, const struct sockaddr *to, socklen_t tolen,
 	s->mh.msg_iovlen = iovcnt;
 	s->ctx = ctx;
 	if (gso_size) {
-		s->mh.msg_control = s->ctl.buf;
-		s->mh.msg_controllen = sizeof(s->ctl.buf);
+		s->mh.msg_control = s->ctl;
+		s->mh.msg_controllen = sizeof(s->ctl);
 		struct cmsghdr *c = CMSG_FIRSTHDR(&s->mh);
 		c->cmsg_level = SOL_UDP;
 		c->cmsg_type = UDP_SEGMENT;

@@ -36,10 +36,7 @@ struct eng_udp_send {
 	struct msghdr mh;
 	struct iovec iov[ENG_UDP_IOV];
 	struct sockaddr_storage to;
-	union {
-		char buf[CMSG_SPACE(sizeof(uint16_t))];
-		struct cmsghdr align;
-	} ctl;
+	_Alignas(struct cmsghdr) char ctl[CMSG_SPACE(sizeof(uint16_t))];
 	void *ctx;
 	struct eng_udp_send *next_free;
 };
@@ -55,10 +52,15 @@ struct eng_udp {
 	struct eng_udp_send *slots, *free_slots;
 	unsigned inflight;
 	bool closing, closed;
-	uint64_t rx_datagrams, rx_truncated, rx_kernel_drops, tx_sends;
+	uint64_t rx_datagrams, rx_truncated, rx_kernel_drops, rx_errors, tx_sends;
 };
 
 /*
+ * Receive buffers must hold a whole GRO batch (up to 64 KiB) plus the
+ * recvmsg header, address and control space: the engine's default
+ * buffer size does (ENG_RX_BUFFER_DEFAULT); a smaller one truncates
+ * large batches (counted in rx_truncated).
+ *
  * Take over a bound UDP socket (eng_bind_socket(SOCK_DGRAM, ...)): turn on
  * GRO, 4 MB buffers and drop counting, and start receiving. Shard thread.
  */

@@ -8,10 +8,12 @@
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <semaphore.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "engine/engine.h"
 
@@ -271,7 +273,13 @@ Test(mailbox, eng_post_keeps_order_per_sender_across_shards, .timeout = 20)
 		if (i % 256 == 0)
 			sched_yield();
 	}
-	sem_wait(&t->done);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 10;
+	int ret;
+	while ((ret = sem_timedwait(&t->done, &ts)) < 0 && errno == EINTR)
+		;
+	cr_assert(zero(int, ret), "only %u of %u mails arrived", t->received, SENDERS * POSTS);
 	eng_free(t->e); /* joins the shards: their writes are visible now */
 
 	cr_assert(eq(uint, t->self_ran, 1), "a shard's post to itself must run once");
