@@ -112,6 +112,13 @@ void eng_rxbuf_put(struct eng_rxbuf *b)
 		r->wake(r->wake_ctx);
 }
 
+void eng_bufring_heap_release(struct eng_bufring *r, uint64_t n)
+{
+	atomic_fetch_sub(&r->heap_held, n);
+	if (!pthread_equal(pthread_self(), r->owner) && atomic_load(&r->starved) && r->wake)
+		r->wake(r->wake_ctx);
+}
+
 void eng_bufring_reclaim(struct eng_bufring *r)
 {
 	struct eng_rxbuf *b = atomic_exchange(&r->returned, NULL);

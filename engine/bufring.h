@@ -36,6 +36,7 @@ struct eng_bufring {
 	unsigned pending_adds;        /* added but not yet published */
 	_Atomic(struct eng_rxbuf *) returned; /* off-thread puts */
 	atomic_bool starved;          /* a receive is waiting for buffers */
+	_Atomic uint64_t heap_held;   /* bytes of reassembled messages the user holds */
 	pthread_t owner;              /* thread allowed to recycle directly */
 	void (*wake)(void *ctx);      /* called when an off-thread put may unblock */
 	void *wake_ctx;
@@ -57,6 +58,9 @@ struct eng_rxbuf *eng_bufring_take(struct eng_bufring *r, uint32_t cqe_flags);
 void eng_rxbuf_get(struct eng_rxbuf *b);
 /* Drop a reference (any thread); the last one returns the buffer. */
 void eng_rxbuf_put(struct eng_rxbuf *b);
+
+/* A reassembled message of n bytes was freed (any thread): wake a paused shard. */
+void eng_bufring_heap_release(struct eng_bufring *r, uint64_t n);
 
 /* Owner thread: take back buffers returned from other threads and publish. */
 void eng_bufring_reclaim(struct eng_bufring *r);

@@ -51,6 +51,9 @@ struct eng_config {
 	uint32_t rx_buffer_count; /* power of two, default 256 */
 	uint32_t tx_arena_size;   /* default 4 MiB */
 	uint32_t zc_min;          /* SEND_ZC from the arena for sends >= this; 0 = never */
+	uint64_t rx_held_limit;   /* reassembled bytes held by the user before receives pause; default 64 MiB */
+	/* where the engine's own warnings go (level: 0 error, 1 warn, 2 info); NULL = stderr */
+	void (*log)(void *ctx, int level, const char *msg);
 	/* runs on each shard thread once its ring is up, before the loop */
 	void (*on_shard_start)(struct shard *sh, void *ctx);
 	/* runs on each shard thread after the loop stopped, ring still up */
@@ -61,7 +64,7 @@ struct eng_config {
 /* Counters a shard keeps; read by other threads without locks (approximate). */
 struct eng_stats {
 	_Atomic uint64_t rx_bytes, tx_bytes, rx_calls, tx_calls;
-	_Atomic uint64_t rx_enobufs, rx_rearms;
+	_Atomic uint64_t rx_enobufs, rx_rearms, rx_pauses;
 	_Atomic uint64_t doorbells;
 	_Atomic uint64_t tx_zc_sends, tx_zc_copied;
 };
@@ -119,6 +122,10 @@ struct shard *eng_current_shard(void);
  * the SQ stays full the shard reaps completions until one frees up.
  */
 struct io_uring_sqe *eng_sqe(struct shard *sh, struct eng_op *op);
+
+/* Log through the configured callback (any thread). */
+void eng_log(const struct eng *e, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* Milliseconds since an arbitrary start (CLOCK_MONOTONIC). */
 uint64_t eng_clock_ms(void);

@@ -88,7 +88,7 @@ static void accept_cb(struct shard *sh, struct eng_op *op, const struct io_uring
 		return;
 	}
 	if (cqe->res < 0) {
-		fprintf(stderr, "crust: shard %u: accept: %s; retrying\n", sh->id, strerror(-cqe->res));
+		eng_log(sh->eng, 1, "shard %u: accept: %s; retrying", sh->id, strerror(-cqe->res));
 		eng_timer_arm(&sh->timers, &l->retry, ACCEPT_RETRY_MS);
 		return;
 	}

@@ -18,7 +18,25 @@ struct crust_msg *eng_msg_alloc(size_t len)
 	m->hdr_len = 0;
 	m->rxbuf = NULL;
 	m->acct = NULL;
+	m->rx_acct = NULL;
 	return m;
+}
+
+struct crust_msg *eng_msg_realloc(struct crust_msg *m, size_t cap)
+{
+	if (cap > UINT32_MAX - ENG_MSG_HEADROOM)
+		return NULL;
+	struct crust_msg *n = realloc(m, sizeof(*m) + ENG_MSG_HEADROOM + cap);
+	if (!n)
+		return NULL;
+	n->data = n->storage + ENG_MSG_HEADROOM;
+	return n;
+}
+
+void eng_msg_charge_rx(struct crust_msg *m, struct eng_bufring *r)
+{
+	m->rx_acct = r;
+	atomic_fetch_add_explicit(&r->heap_held, m->len, memory_order_relaxed);
 }
 
 struct crust_msg *eng_msg_view(struct eng_rxbuf *b, uint8_t *p, uint32_t len)
@@ -35,6 +53,7 @@ struct crust_msg *eng_msg_view(struct eng_rxbuf *b, uint8_t *p, uint32_t len)
 	m->hdr_len = 0;
 	m->rxbuf = b;
 	m->acct = NULL;
+	m->rx_acct = NULL;
 	return m;
 }
 
@@ -44,5 +63,7 @@ void eng_msg_free(struct crust_msg *m)
 		return;
 	if (m->kind == ENG_MSG_VIEW)
 		eng_rxbuf_put(m->rxbuf);
+	else if (m->rx_acct)
+		eng_bufring_heap_release(m->rx_acct, m->len);
 	free(m);
 }

@@ -29,11 +29,19 @@ struct crust_msg {
 	uint8_t hdr_len;          /* frame header bytes right before data (tx) */
 	struct eng_rxbuf *rxbuf;  /* VIEW: the buffer data points into */
 	void *acct;               /* tx: the queue this message is charged to */
+	struct eng_bufring *rx_acct; /* rx HEAP: the shard whose held-bytes count it is in */
 	uint8_t storage[];        /* HEAP: ENG_MSG_HEADROOM + len bytes */
 };
 
 /* A HEAP message with room for len payload bytes; NULL if out of memory. */
 struct crust_msg *eng_msg_alloc(size_t len);
+/*
+ * Resize a HEAP message's storage to cap payload bytes (len is left to
+ * the caller). Returns the moved message or NULL (m is then unchanged).
+ */
+struct crust_msg *eng_msg_realloc(struct crust_msg *m, size_t cap);
+/* Count a received HEAP message in r's held bytes until it is freed. */
+void eng_msg_charge_rx(struct crust_msg *m, struct eng_bufring *r);
 /* A VIEW of len bytes at p inside b; takes a reference to b. */
 struct crust_msg *eng_msg_view(struct eng_rxbuf *b, uint8_t *p, uint32_t len);
 /* Free a message (any thread); a VIEW drops its buffer reference. */

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,19 @@ uint64_t eng_clock_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+void eng_log(const struct eng *e, int level, const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (e->cfg.log)
+		e->cfg.log(e->cfg.ctx, level, buf);
+	else
+		fprintf(stderr, "crust: %s\n", buf);
+}
+
 struct io_uring_sqe *eng_sqe(struct shard *sh, struct eng_op *op)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&sh->ring);
@@ -49,7 +63,7 @@ struct io_uring_sqe *eng_sqe(struct shard *sh, struct eng_op *op)
 		sqe = io_uring_get_sqe(&sh->ring);
 	}
 	if (!sqe) {
-		fprintf(stderr, "crust: shard %u: no SQE after submit\n", sh->id);
+		eng_log(sh->eng, 0, "shard %u: no SQE after submit", sh->id);
 		abort();
 	}
 	io_uring_sqe_set_data(sqe, op);
@@ -79,7 +93,7 @@ static void wake_by_eventfd(struct shard *sh)
 {
 	uint64_t one = 1;
 	if (write(sh->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		fprintf(stderr, "crust: shard %u: wake failed: %s\n", sh->id, strerror(errno));
+		eng_log(sh->eng, 0, "shard %u: wake failed: %s", sh->id, strerror(errno));
 }
 
 /*
@@ -206,7 +220,10 @@ static void loop_once(struct shard *sh, int64_t max_wait_ms)
 	struct io_uring_cqe *cqe;
 	int ret = io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1, wait >= 0 ? &ts : NULL, NULL);
 	if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY)
-		fprintf(stderr, "crust: shard %u: wait: %s\n", sh->id, strerror(-ret));
+		eng_log(sh->eng, 1, "shard %u: wait: %s", sh->id, strerror(-ret));
+	/* the wait may have been long: timers armed by these completions count from now */
+	sh->now_ms = eng_clock_ms();
+	eng_timers_run(&sh->timers, sh->now_ms);
 	dispatch(sh);
 	eng_bufring_flush(&sh->rx);
 }
@@ -249,6 +266,8 @@ static void *shard_main(void *arg)
 		e->cfg.on_shard_start(sh, e->cfg.ctx);
 	while (!atomic_load(&sh->stop))
 		loop_once(sh, -1);
+	/* what was posted before the stop (a listener to start, say) runs first */
+	drain_mailbox(sh);
 	if (e->cfg.on_shard_stop)
 		e->cfg.on_shard_stop(sh, e->cfg.ctx);
 	/* let closes and cancels complete so owners free what they hold */
@@ -257,7 +276,7 @@ static void *shard_main(void *arg)
 		loop_once(sh, 50);
 	drain_mailbox(sh);
 	if (sh->live > 0)
-		fprintf(stderr, "crust: shard %u: %u sockets still busy at stop\n", sh->id, sh->live);
+		eng_log(sh->eng, 1, "shard %u: %u sockets still busy at stop", sh->id, sh->live);
 	shard_teardown(sh);
 	return NULL;
 }
@@ -270,6 +289,8 @@ static void config_defaults(struct eng_config *c)
 		c->rx_buffer_size = ENG_RX_BUFFER_DEFAULT;
 	if (!c->rx_buffer_count)
 		c->rx_buffer_count = 256;
+	if (!c->rx_held_limit)
+		c->rx_held_limit = 64u << 20;
 	if (!c->tx_arena_size)
 		c->tx_arena_size = 4u << 20;
 	if (!c->shards) {

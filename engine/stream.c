@@ -30,6 +30,7 @@ static void send_cb(struct shard *sh, struct eng_op *op, const struct io_uring_c
 static void connect_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe);
 static void timeout_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe);
 static void cancel_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe);
+static void pause_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe);
 static void flush(struct eng_stream *s);
 static void drop_chunk(struct eng_stream *s);
 
@@ -47,6 +48,7 @@ static void init_common(struct eng_stream *s, struct shard *sh, int fd,
 	s->connect_op.cb = connect_cb;
 	s->timeout_op.cb = timeout_cb;
 	s->cancel_op.cb = cancel_cb;
+	s->pause_op.cb = pause_cb;
 	s->zc_enabled = sh->eng->cfg.zc_min > 0 && sh->arena.registered;
 	sh->live++;
 }
@@ -193,12 +195,17 @@ static void park_starved(struct eng_stream *s)
 	s->next_starved = s->sh->starved;
 	s->sh->starved = s;
 	atomic_store(&s->sh->rx.starved, true);
-	atomic_fetch_add_explicit(&s->sh->stats.rx_enobufs, 1, memory_order_relaxed);
+}
+
+static bool over_held_limit(const struct shard *sh, uint64_t limit)
+{
+	return atomic_load_explicit(&sh->rx.heap_held, memory_order_relaxed) > limit;
 }
 
 void eng_streams_rearm_starved(struct shard *sh)
 {
-	if (!sh->starved || eng_bufring_available(&sh->rx) < sh->rx.count / 4)
+	if (!sh->starved || eng_bufring_available(&sh->rx) < sh->rx.count / 4 ||
+	    over_held_limit(sh, sh->eng->cfg.rx_held_limit / 2))
 		return;
 	struct eng_stream *s = sh->starved;
 	sh->starved = NULL;
@@ -210,6 +217,30 @@ void eng_streams_rearm_starved(struct shard *sh)
 		atomic_fetch_add_explicit(&sh->stats.rx_rearms, 1, memory_order_relaxed);
 		s = next;
 	}
+}
+
+static void pause_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe)
+{
+	(void)sh;
+	(void)cqe;
+	op_done(container_of(op, struct eng_stream, pause_op));
+}
+
+/*
+ * The user holds more reassembled bytes than the budget: stop this
+ * stream's multishot receive; it waits on the starved list and TCP flow
+ * control holds the sender back until the user releases messages.
+ */
+static void maybe_pause(struct eng_stream *s)
+{
+	if (s->pausing || !s->recv_armed || s->closing ||
+	    !over_held_limit(s->sh, s->sh->eng->cfg.rx_held_limit))
+		return;
+	s->pausing = true;
+	struct io_uring_sqe *sqe = eng_sqe(s->sh, &s->pause_op);
+	io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)&s->recv_op, 0);
+	s->inflight++;
+	atomic_fetch_add_explicit(&s->sh->stats.rx_pauses, 1, memory_order_relaxed);
 }
 
 static void recv_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe)
@@ -226,8 +257,10 @@ static void recv_cb(struct shard *sh, struct eng_op *op, const struct io_uring_c
 		}
 		eng_rxbuf_put(b);
 	}
-	if (cqe->flags & IORING_CQE_F_MORE)
+	if (cqe->flags & IORING_CQE_F_MORE) {
+		maybe_pause(s);
 		return;
+	}
 	/* the multishot ended: find out why and re-arm if the stream lives on */
 	s->recv_armed = false;
 	s->inflight--;
@@ -235,8 +268,13 @@ static void recv_cb(struct shard *sh, struct eng_op *op, const struct io_uring_c
 		finish_close(s);
 		return;
 	}
-	if (cqe->res == -ENOBUFS)
+	if (s->pausing && (cqe->res == -ECANCELED || cqe->res > 0)) {
+		s->pausing = false;
 		park_starved(s);
+	} else if (cqe->res == -ENOBUFS) {
+		atomic_fetch_add_explicit(&sh->stats.rx_enobufs, 1, memory_order_relaxed);
+		park_starved(s);
+	}
 	else if (cqe->res > 0)
 		arm_recv(s);
 	else

@@ -50,7 +50,7 @@ struct eng_stream {
 	int fd;
 	const struct eng_stream_ops *ops;
 	void *owner;
-	struct eng_op recv_op, send_op, connect_op, timeout_op, cancel_op;
+	struct eng_op recv_op, send_op, connect_op, timeout_op, cancel_op, pause_op;
 	struct __kernel_timespec connect_ts;
 	struct msghdr mh;
 	struct iovec iov[ENG_STREAM_IOV];
@@ -66,6 +66,7 @@ struct eng_stream {
 	struct eng_txq txq;
 	unsigned inflight;        /* SQEs whose last CQE is not reaped yet */
 	bool recv_armed, sending, closing, closed, connecting;
+	bool pausing;             /* receive cancelled because the user holds too much */
 	int close_err;
 	struct eng_stream *next_starved;
 	uint64_t rx_bytes, tx_bytes;

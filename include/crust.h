@@ -77,6 +77,8 @@ struct crust_config {
 	uint32_t rx_buffer_size;     /* provided-buffer size, default 64 KiB */
 	uint32_t rx_buffer_count;    /* per shard, power of two, default 256 */
 	uint32_t tx_arena_size;      /* registered TX arena per shard, default 4 MiB */
+	uint64_t rx_held_limit;      /* per shard: bytes of large (reassembled) received messages
+	                                the user may hold before receiving pauses; default 64 MiB */
 	uint32_t zerocopy_min;       /* SEND_ZC for coalesced sends >= this many bytes; 0 = off
 	                                (the default: it only pays on real NICs, see BENCHMARKS) */
 	const char *network_name;    /* nodes of other networks are refused */
@@ -107,8 +109,9 @@ enum crust_event_type {
 /*
  * One event. Fields a type does not use are zero. For NEW_MESSAGE, msg
  * is a view the receiver owns: read crust_msg_data()/crust_msg_len() and
- * give it back with crust_msg_release() (from any thread, at any time).
- * Held messages keep receive buffers out of the engine's pool.
+ * give it back with crust_msg_release() (from any thread, at any time
+ * before crust_service_free: the view points into the service's receive
+ * buffers). Held messages keep receive buffers out of the engine's pool.
  */
 struct crust_event {
 	enum crust_event_type type;
@@ -134,7 +137,11 @@ CRUST_API void crust_config_init(struct crust_config *cfg);
 CRUST_API CRUST_MUST_CHECK int crust_service_new(const struct crust_config *cfg,
 						 struct crust_service **out);
 
-/* Close every connection, stop the shards, free everything. Not from a callback. */
+/*
+ * Close every connection, stop the shards, free everything. Not from a
+ * callback. Release every received message first; events nobody polled
+ * are freed here, messages included.
+ */
 CRUST_API void crust_service_free(struct crust_service *svc);
 
 /* This node's id. */
@@ -212,6 +219,7 @@ struct crust_stats {
 	uint64_t rx_msgs, tx_msgs;
 	uint64_t rx_recv_calls, tx_send_calls;   /* completions that moved data */
 	uint64_t rx_enobufs;                     /* multishot recv ran out of buffers */
+	uint64_t rx_pauses;                      /* receives paused: user held too much */
 	uint64_t tx_zc_sends, tx_zc_copied;      /* zero-copy sends; those the kernel copied */
 };
 CRUST_API void crust_stats(struct crust_service *svc, struct crust_stats *out);

@@ -220,7 +220,8 @@ static void report_unsent(struct crust_service *svc, struct peer_ref *ref, struc
 	ev.error = status;
 	ev.unsent_msgs = 1;
 	ev.unsent_bytes = m->len;
-	snprintf(ev.reason, sizeof(ev.reason), "peer not connected");
+	snprintf(ev.reason, sizeof(ev.reason), "%s",
+		 status == -ENOTCONN ? "peer not connected" : strerror(-status));
 	event_emit(svc, &ev);
 }
 

@@ -73,6 +73,11 @@ static int parse_bind(struct crust_service *svc)
 	return 0;
 }
 
+static void engine_log(void *ctx, int level, const char *msg)
+{
+	svc_log(ctx, (enum crust_log_level)level, "%s", msg);
+}
+
 static void on_shard_stop(struct shard *sh, void *ctx)
 {
 	struct crust_service *svc = ctx;
@@ -91,7 +96,9 @@ static int start_engine(struct crust_service *svc)
 		.rx_buffer_count = c->rx_buffer_count,
 		.tx_arena_size = c->tx_arena_size,
 		.zc_min = c->zerocopy_min,
+		.rx_held_limit = c->rx_held_limit,
 		.on_shard_stop = on_shard_stop,
+		.log = engine_log,
 		.ctx = svc,
 	};
 	int err = eng_new(&ec, &svc->eng);
@@ -306,36 +313,52 @@ CRUST_API void crust_msg_release(struct crust_msg *msg)
 	eng_msg_free(msg);
 }
 
-/* Charge, then post m to the peer's shard. Takes ownership of m. */
-static int enqueue(struct crust_service *svc, const struct crust_peer_id *peer,
-		   struct crust_msg *m, uint8_t priority)
+/*
+ * Find the peer and charge cost bytes to its send budget. Returns the
+ * peer's ref (the caller's reference) or NULL with *err set.
+ */
+static struct peer_ref *charge(struct crust_service *svc, const struct crust_peer_id *peer,
+			       uint64_t cost, int *err)
 {
-	if (m->len > svc->cfg.max_msg_size) {
-		eng_msg_free(m);
-		return -EMSGSIZE;
-	}
 	struct peer_ref *ref = peer_lookup(svc, peer);
 	if (!ref) {
-		eng_msg_free(m);
-		return -ENOTCONN;
+		*err = -ENOTCONN;
+		return NULL;
 	}
-	uint64_t cost = (uint64_t)m->len + ENG_MSG_HEADROOM;
 	uint64_t before = atomic_fetch_add(&ref->queued, cost);
-	if (before + cost > svc->cfg.max_send_queue && before > 0) {
+	/* one message may always go, however large: the budget bounds what waits behind it */
+	if (before > 0 && before + cost > svc->cfg.max_send_queue) {
 		atomic_fetch_sub(&ref->queued, cost);
 		peer_put(ref);
-		eng_msg_free(m);
-		return -ENOBUFS;
+		*err = -ENOBUFS;
+		return NULL;
 	}
+	return ref;
+}
+
+static void uncharge(struct peer_ref *ref, uint64_t cost)
+{
+	atomic_fetch_sub(&ref->queued, cost);
+	peer_put(ref);
+}
+
+static uint64_t cost_of(size_t len)
+{
+	return (uint64_t)len + ENG_MSG_HEADROOM;
+}
+
+/* Post a charged message to its peer's shard; the message keeps ref. */
+static int post(struct crust_service *svc, struct peer_ref *ref, struct crust_msg *m,
+		uint8_t priority)
+{
 	struct send_mail *sm = malloc(sizeof(*sm));
 	if (!sm) {
-		atomic_fetch_sub(&ref->queued, cost);
-		peer_put(ref);
+		uncharge(ref, cost_of(m->len));
 		eng_msg_free(m);
 		return -ENOMEM;
 	}
 	m->prio = priority;
-	m->acct = ref; /* the message holds our reference until it settles */
+	m->acct = ref;
 	sm->m.fn = send_on_shard;
 	sm->svc = svc;
 	sm->msg = m;
@@ -360,7 +383,17 @@ CRUST_API int crust_send_msg(struct crust_service *svc, const struct crust_peer_
 			return -ENOMEM;
 		msg = copy;
 	}
-	return enqueue(svc, peer, msg, priority);
+	if (msg->len > svc->cfg.max_msg_size) {
+		eng_msg_free(msg);
+		return -EMSGSIZE;
+	}
+	int err;
+	struct peer_ref *ref = charge(svc, peer, cost_of(msg->len), &err);
+	if (!ref) {
+		eng_msg_free(msg);
+		return err;
+	}
+	return post(svc, ref, msg, priority);
 }
 
 CRUST_API int crust_send(struct crust_service *svc, const struct crust_peer_id *peer,
@@ -370,12 +403,19 @@ CRUST_API int crust_send(struct crust_service *svc, const struct crust_peer_id *
 		return -EINVAL;
 	if (len > svc->cfg.max_msg_size)
 		return -EMSGSIZE;
+	/* check the peer and its budget before paying for the copy */
+	int err;
+	struct peer_ref *ref = charge(svc, peer, cost_of(len), &err);
+	if (!ref)
+		return err;
 	struct crust_msg *m = eng_msg_alloc(len);
-	if (!m)
+	if (!m) {
+		uncharge(ref, cost_of(len));
 		return -ENOMEM;
+	}
 	if (len)
 		memcpy(m->data, data, len);
-	return enqueue(svc, peer, m, priority);
+	return post(svc, ref, m, priority);
 }
 
 struct drop_mail {
@@ -477,6 +517,7 @@ CRUST_API void crust_stats(struct crust_service *svc, struct crust_stats *out)
 		out->rx_recv_calls += atomic_load(&sh->stats.rx_calls);
 		out->tx_send_calls += atomic_load(&sh->stats.tx_calls);
 		out->rx_enobufs += atomic_load(&sh->stats.rx_enobufs);
+		out->rx_pauses += atomic_load(&sh->stats.rx_pauses);
 		out->tx_zc_sends += atomic_load(&sh->stats.tx_zc_sends);
 		out->tx_zc_copied += atomic_load(&sh->stats.tx_zc_copied);
 		out->rx_msgs += atomic_load(&ps->rx_msgs);

@@ -30,6 +30,7 @@ struct node {
 	bool quit;
 	char *line;
 	size_t line_len;
+	bool line_too_long;
 };
 
 static void node_usage(FILE *f)
@@ -275,12 +276,18 @@ static bool read_stdin(struct node *n)
 			n->line[n->line_len] = 0;
 			if (n->line_len && n->line[n->line_len - 1] == '\r')
 				n->line[n->line_len - 1] = 0;
-			run_command(n, n->line);
+			if (n->line_too_long)
+				say_error("input", "line longer than %u bytes: ignored", LINE_MAX_LEN - 1);
+			else
+				run_command(n, n->line);
 			n->line_len = 0;
+			n->line_too_long = false;
 			if (n->quit)
 				return true;
 		} else if (n->line_len < LINE_MAX_LEN - 1) {
 			n->line[n->line_len++] = buf[i];
+		} else {
+			n->line_too_long = true;
 		}
 	}
 	return true;

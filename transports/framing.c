@@ -14,7 +14,7 @@ void frame_decoder_reset(struct frame_decoder *d)
 {
 	eng_msg_free(d->partial);
 	d->partial = NULL;
-	d->have = 0;
+	d->have = d->want = d->cap = 0;
 	d->hdr_have = 0;
 }
 
@@ -38,14 +38,50 @@ void frame_encode(struct crust_msg *m)
 	m->hdr_len = FRAME_HDR_LEN;
 }
 
-/* Continue a reassembly with up to n bytes; returns bytes used. */
-static uint32_t fill_partial(struct frame_decoder *d, const uint8_t *p, uint32_t n)
+#define FRAME_FIRST_ALLOC (64u * 1024u)
+
+/* Grow the reassembly to hold at least need bytes (doubling, capped at want). */
+static int grow(struct frame_decoder *d, uint32_t need)
 {
-	uint32_t want = d->partial->len - d->have;
-	uint32_t take = n < want ? n : want;
+	if (need <= d->cap)
+		return 0;
+	uint64_t cap = d->cap ? (uint64_t)d->cap * 2 : FRAME_FIRST_ALLOC;
+	if (cap < need)
+		cap = need;
+	if (cap > d->want)
+		cap = d->want;
+	struct crust_msg *m = eng_msg_realloc(d->partial, cap);
+	if (!m)
+		return -ENOMEM;
+	d->partial = m;
+	d->cap = (uint32_t)cap;
+	return 0;
+}
+
+/*
+ * Continue a reassembly with up to n bytes; returns bytes used or -ENOMEM.
+ * Memory follows the bytes that arrived, so a peer that announces a huge
+ * frame and stalls costs only what it actually sent.
+ */
+static int64_t fill_partial(struct frame_decoder *d, const uint8_t *p, uint32_t n)
+{
+	uint32_t left = d->want - d->have;
+	uint32_t take = n < left ? n : left;
+	if (grow(d, d->have + take))
+		return -ENOMEM;
 	memcpy(d->partial->data + d->have, p, take);
 	d->have += take;
 	return take;
+}
+
+/* The reassembly is complete: hand it out. */
+static struct crust_msg *finish_partial(struct frame_decoder *d)
+{
+	struct crust_msg *m = d->partial;
+	m->len = d->want;
+	d->partial = NULL;
+	d->have = d->cap = d->want = 0;
+	return m;
 }
 
 /* A header is complete: start the frame of len bytes with what follows at p. */
@@ -59,15 +95,18 @@ static int start_frame(struct frame_decoder *d, struct eng_rxbuf *b, uint8_t *p,
 		*used = len;
 		return *whole ? 0 : -ENOMEM;
 	}
-	d->partial = eng_msg_alloc(len);
+	d->want = len;
+	d->have = 0;
+	d->cap = len < FRAME_FIRST_ALLOC ? len : FRAME_FIRST_ALLOC;
+	d->partial = eng_msg_alloc(d->cap);
 	if (!d->partial)
 		return -ENOMEM;
-	d->have = 0;
-	*used = fill_partial(d, p, n);
-	if (d->have == len) {
-		*whole = d->partial;
-		d->partial = NULL;
-	}
+	int64_t got = fill_partial(d, p, n);
+	if (got < 0)
+		return (int)got;
+	*used = (uint32_t)got;
+	if (d->have == len)
+		*whole = finish_partial(d);
 	return 0;
 }
 
@@ -78,11 +117,12 @@ int frame_decode(struct frame_decoder *d, struct eng_rxbuf *b, uint8_t *p, uint3
 		struct crust_msg *whole = NULL;
 		uint32_t used;
 		if (d->partial) {
-			used = fill_partial(d, p, n);
-			if (d->have == d->partial->len) {
-				whole = d->partial;
-				d->partial = NULL;
-			}
+			int64_t got = fill_partial(d, p, n);
+			if (got < 0)
+				return (int)got;
+			used = (uint32_t)got;
+			if (d->have == d->want)
+				whole = finish_partial(d);
 		} else if (d->hdr_have < FRAME_HDR_LEN) {
 			used = FRAME_HDR_LEN - d->hdr_have;
 			if (used > n)

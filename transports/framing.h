@@ -22,7 +22,9 @@ struct frame_decoder {
 	uint8_t hdr[FRAME_HDR_LEN];
 	uint8_t hdr_have;
 	struct crust_msg *partial; /* payload being reassembled */
+	uint32_t want;             /* its full length */
 	uint32_t have;             /* payload bytes in partial */
+	uint32_t cap;              /* bytes allocated: grows with what arrives, not the header's claim */
 };
 
 /* Receives each whole message (owns it). Non-zero stops decoding. */

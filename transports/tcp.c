@@ -92,6 +92,9 @@ static int deliver(void *ctx, struct crust_msg *m)
 {
 	struct tcp_conn *c = ctx;
 	struct transport *t = c->base.t;
+	/* reassembled messages hold heap memory: the shard pauses receiving past its budget */
+	if (m->kind == ENG_MSG_HEAP)
+		eng_msg_charge_rx(m, &c->base.sh->rx);
 	t->cb->received(t->cb_ctx, &c->base, m);
 	/* the layer above may have closed us: stop decoding */
 	return c->s.closing ? 1 : 0;
@@ -200,6 +203,12 @@ static void start_listener(struct shard *sh, struct eng_mail *m)
 {
 	struct listen_mail *lm = (struct listen_mail *)m;
 	struct tcp_transport *tt = lm->tt;
+	if (atomic_load(&sh->stop)) {
+		/* the stop hook may have run already: it would never close this one */
+		close(lm->fd);
+		free(lm);
+		return;
+	}
 	eng_listener_start(&tt->listeners[sh->id], sh, lm->fd, on_accept, NULL, tt);
 	tt->listening[sh->id] = true;
 	free(lm);
