@@ -91,7 +91,8 @@ test-e2e: all
 	$(Q)CRUST=$(BUILD)/crust BUILD=$(BUILD) tests/e2e/run.sh
 
 asan: deps
-	$(Q)$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	$(Q)ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+	$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
 		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" test-unit test-e2e
 
 bench: all
