@@ -5,9 +5,9 @@
 
 struct crust_msg *eng_msg_alloc(size_t len)
 {
-	if (len > UINT32_MAX - ENG_MSG_HEADROOM)
+	if (len > UINT32_MAX - ENG_MSG_HEADROOM - ENG_MSG_TAILROOM)
 		return NULL;
-	struct crust_msg *m = malloc(sizeof(*m) + ENG_MSG_HEADROOM + len);
+	struct crust_msg *m = malloc(sizeof(*m) + ENG_MSG_HEADROOM + len + ENG_MSG_TAILROOM);
 	if (!m)
 		return NULL;
 	m->next = NULL;
@@ -16,6 +16,7 @@ struct crust_msg *eng_msg_alloc(size_t len)
 	m->kind = ENG_MSG_HEAP;
 	m->prio = 0;
 	m->hdr_len = 0;
+	m->flags = 0;
 	m->rxbuf = NULL;
 	m->acct = NULL;
 	m->rx_acct = NULL;
@@ -24,9 +25,9 @@ struct crust_msg *eng_msg_alloc(size_t len)
 
 struct crust_msg *eng_msg_realloc(struct crust_msg *m, size_t cap)
 {
-	if (cap > UINT32_MAX - ENG_MSG_HEADROOM)
+	if (cap > UINT32_MAX - ENG_MSG_HEADROOM - ENG_MSG_TAILROOM)
 		return NULL;
-	struct crust_msg *n = realloc(m, sizeof(*m) + ENG_MSG_HEADROOM + cap);
+	struct crust_msg *n = realloc(m, sizeof(*m) + ENG_MSG_HEADROOM + cap + ENG_MSG_TAILROOM);
 	if (!n)
 		return NULL;
 	n->data = n->storage + ENG_MSG_HEADROOM;
@@ -51,6 +52,7 @@ struct crust_msg *eng_msg_view(struct eng_rxbuf *b, uint8_t *p, uint32_t len)
 	m->kind = ENG_MSG_VIEW;
 	m->prio = 0;
 	m->hdr_len = 0;
+	m->flags = 0;
 	m->rxbuf = b;
 	m->acct = NULL;
 	m->rx_acct = NULL;

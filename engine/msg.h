@@ -16,7 +16,10 @@
 
 #include "bufring.h"
 
-#define ENG_MSG_HEADROOM 16u
+#define ENG_MSG_HEADROOM 32u  /* frame header + record header go here */
+#define ENG_MSG_TAILROOM 16u  /* an AEAD tag goes here */
+#define ENG_MSG_RAW 1u        /* flags: send as a plain frame, never sealed */
+#define ENG_MSG_CTRL 2u       /* flags: a control message (the frame header's top bit) */
 
 enum eng_msg_kind { ENG_MSG_HEAP = 1, ENG_MSG_VIEW = 2 };
 
@@ -27,13 +30,14 @@ struct crust_msg {
 	uint8_t kind;
 	uint8_t prio;
 	uint8_t hdr_len;          /* frame header bytes right before data (tx) */
+	uint8_t flags;            /* ENG_MSG_RAW */
 	struct eng_rxbuf *rxbuf;  /* VIEW: the buffer data points into */
 	void *acct;               /* tx: the queue this message is charged to */
 	struct eng_bufring *rx_acct; /* rx HEAP: the shard whose held-bytes count it is in */
 	uint8_t storage[];        /* HEAP: ENG_MSG_HEADROOM + len bytes */
 };
 
-/* A HEAP message with room for len payload bytes; NULL if out of memory. */
+/* A HEAP message with room for len payload bytes (+ head- and tailroom); NULL if out of memory. */
 struct crust_msg *eng_msg_alloc(size_t len);
 /*
  * Resize a HEAP message's storage to cap payload bytes (len is left to

@@ -33,6 +33,7 @@ static void cancel_cb(struct shard *sh, struct eng_op *op, const struct io_uring
 static void pause_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe);
 static void flush(struct eng_stream *s);
 static void drop_chunk(struct eng_stream *s);
+static void maybe_shut_write(struct eng_stream *s);
 
 
 static void init_common(struct eng_stream *s, struct shard *sh, int fd,
@@ -336,7 +337,53 @@ static void zc_notified(struct eng_stream *s, const struct io_uring_cqe *cqe)
 		flush(s);
 }
 
-/* Copy a small frame into the staging chunk; false if it does not fit. */
+/*
+ * Records. Without a sealer a record is just the frames it holds. With
+ * one, small frames copied into the chunk are grouped into one record per
+ * run: hdr_room bytes are reserved before the first, tag_room after the
+ * last, and the sealer encrypts the run in place when it closes. A large
+ * message is its own record, sealed in its own buffer (head- and
+ * tailroom). Records are sealed in wire order.
+ */
+static uint32_t hdr_room(const struct eng_stream *s)
+{
+	return s->sealer ? s->sealer->hdr_room : 0;
+}
+
+static uint32_t tag_room(const struct eng_stream *s)
+{
+	return s->sealer ? s->sealer->tag_room : 0;
+}
+
+static void seal(struct eng_stream *s, uint8_t *rec, uint32_t body_len)
+{
+	if (!s->sealer || s->seal_err)
+		return;
+	s->seal_err = s->sealer->seal(s->sealer->ctx, rec, body_len);
+}
+
+static void add_seg(struct eng_stream *s, uint8_t *p, uint32_t len, struct crust_msg *m)
+{
+	struct eng_stream_seg *last = s->nsegs ? &s->segs[s->nsegs - 1] : NULL;
+	if (!m && last && !last->msg && last->p + last->len == p)
+		last->len += len;
+	else
+		s->segs[s->nsegs++] = (struct eng_stream_seg){ p, len, m };
+}
+
+/* Seal the open run of small frames in the chunk and queue it for sending. */
+static void close_record(struct eng_stream *s)
+{
+	if (!s->rec_open)
+		return;
+	s->rec_open = false;
+	uint8_t *rec = s->chunk + s->rec_start;
+	seal(s, rec, s->chunk_used - s->rec_start - hdr_room(s));
+	s->chunk_used += tag_room(s);
+	add_seg(s, rec, s->chunk_used - s->rec_start, NULL);
+}
+
+/* Copy a small frame into the open record of the chunk; false if it does not fit. */
 static bool stage_small(struct eng_stream *s, struct crust_msg *m, uint32_t flen)
 {
 	if (!s->chunk) {
@@ -345,42 +392,60 @@ static bool stage_small(struct eng_stream *s, struct crust_msg *m, uint32_t flen
 			return false;
 		s->chunk_used = 0;
 	}
-	if (s->chunk_used + flen > ENG_ARENA_CHUNK)
+	uint32_t need = flen + tag_room(s) + (s->rec_open ? 0 : hdr_room(s));
+	if (s->chunk_used + need > ENG_ARENA_CHUNK)
 		return false;
-	uint8_t *dst = s->chunk + s->chunk_used;
-	memcpy(dst, eng_msg_frame(m), flen);
+	if (!s->rec_open) {
+		s->rec_open = true;
+		s->rec_start = s->chunk_used;
+		s->chunk_used += hdr_room(s);
+	}
+	memcpy(s->chunk + s->chunk_used, eng_msg_frame(m), flen);
 	s->chunk_used += flen;
-	struct eng_stream_seg *last = s->nsegs ? &s->segs[s->nsegs - 1] : NULL;
-	if (last && !last->msg && last->p + last->len == dst)
-		last->len += flen;
-	else
-		s->segs[s->nsegs++] = (struct eng_stream_seg){ dst, flen, NULL };
 	return true;
 }
 
-/* Move queued frames into segs until the send is full. */
+/* A frame sent from its own memory: sealed in place unless it is raw. */
+static void add_own(struct eng_stream *s, struct crust_msg *m)
+{
+	close_record(s);
+	uint8_t *frame = eng_msg_frame(m);
+	uint32_t flen = eng_msg_frame_len(m);
+	if (m->flags & ENG_MSG_RAW || !s->sealer) {
+		add_seg(s, frame, flen, m);
+		return;
+	}
+	seal(s, frame - hdr_room(s), flen);
+	add_seg(s, frame - hdr_room(s), hdr_room(s) + flen + tag_room(s), m);
+}
+
+/* Move queued frames into segs until the send is full (one seg stays free for a record). */
 static void gather(struct eng_stream *s)
 {
 	uint64_t total = 0;
 	struct crust_msg *m;
-	while (s->nsegs < ENG_STREAM_IOV && total < ENG_STREAM_SEND_MAX &&
+	while (s->nsegs < ENG_STREAM_IOV - 1 && total < ENG_STREAM_SEND_MAX &&
 	       (m = eng_txq_peek(&s->txq))) {
 		uint32_t flen = eng_msg_frame_len(m);
-		if (flen <= ENG_STREAM_COPY_MAX) {
+		if (flen <= ENG_STREAM_COPY_MAX && !(m->flags & ENG_MSG_RAW)) {
 			if (!stage_small(s, m, flen))
 				break;
 			eng_txq_pop(&s->txq);
 			s->ops->on_msg_done(s, m, 0);
 		} else {
 			eng_txq_pop(&s->txq);
-			s->segs[s->nsegs++] = (struct eng_stream_seg){ eng_msg_frame(m), flen, m };
+			add_own(s, m);
 		}
 		total += flen;
 	}
-	if (s->nsegs == 0 && (m = eng_txq_pop(&s->txq))) {
-		/* no chunk to stage in: send this small frame from its own memory */
-		s->segs[s->nsegs++] = (struct eng_stream_seg){ eng_msg_frame(m), eng_msg_frame_len(m), m };
-	}
+	close_record(s);
+	if (s->nsegs == 0 && (m = eng_txq_pop(&s->txq)))
+		add_own(s, m); /* no chunk to stage in: send from its own memory */
+}
+
+void eng_stream_set_sealer(struct eng_stream *s, const struct eng_sealer *sealer)
+{
+	s->sealer = sealer;
 }
 
 static void submit_send(struct eng_stream *s)
@@ -409,6 +474,10 @@ static void flush(struct eng_stream *s)
 		s->seg_off = 0;
 		drop_chunk(s);
 		gather(s);
+		if (s->seal_err) {
+			eng_stream_close(s, s->seal_err);
+			return;
+		}
 	}
 	if (s->seg_first < s->nsegs && !try_send_zc(s))
 		submit_send(s);
@@ -459,11 +528,29 @@ static void send_cb(struct shard *sh, struct eng_op *op, const struct io_uring_c
 	atomic_fetch_add_explicit(&sh->stats.tx_calls, 1, memory_order_relaxed);
 	consume(s, (uint32_t)cqe->res);
 	flush(s);
+	maybe_shut_write(s);
+}
+
+/* Draining and nothing left to send: end our direction (the peer sees EOF after our data). */
+static void maybe_shut_write(struct eng_stream *s)
+{
+	if (!s->draining || s->write_shut || s->sending || s->closing ||
+	    s->seg_first < s->nsegs || !eng_txq_empty(&s->txq))
+		return;
+	s->write_shut = true;
+	shutdown(s->fd, SHUT_WR);
+}
+
+void eng_stream_shutdown(struct eng_stream *s)
+{
+	s->draining = true;
+	if (!s->connecting)
+		maybe_shut_write(s);
 }
 
 int eng_stream_send(struct eng_stream *s, struct crust_msg *m)
 {
-	if (s->closing)
+	if (s->closing || s->write_shut)
 		return -ENOTCONN;
 	int err = eng_txq_push(&s->txq, m);
 	if (err)

@@ -39,6 +39,18 @@ struct eng_stream_ops {
 	void (*on_closed)(struct eng_stream *s, int err);
 };
 
+/*
+ * Optional record sealing (the secure session's encryption). seal() gets
+ * a record at rec: hdr_room bytes to fill, then body_len bytes of frames
+ * to transform in place, then tag_room bytes to fill. Returns 0 or -errno
+ * (the stream then closes with it). Must stay valid while installed.
+ */
+struct eng_sealer {
+	uint32_t hdr_room, tag_room;
+	int (*seal)(void *ctx, uint8_t *rec, uint32_t body_len);
+	void *ctx;
+};
+
 struct eng_stream_seg {
 	uint8_t *p;
 	uint32_t len;
@@ -63,10 +75,15 @@ struct eng_stream {
 	bool zc_enabled;          /* off after the kernel reports it copied anyway */
 	bool zc_notif_pending;
 	uint8_t *zc_hold;         /* a sent chunk waiting for its notification */
+	const struct eng_sealer *sealer;
+	uint32_t rec_start;       /* the open record's offset in chunk */
+	bool rec_open;
+	int seal_err;
 	struct eng_txq txq;
 	unsigned inflight;        /* SQEs whose last CQE is not reaped yet */
 	bool recv_armed, sending, closing, closed, connecting;
 	bool pausing;             /* receive cancelled because the user holds too much */
+	bool draining, write_shut; /* eng_stream_shutdown: flush, then SHUT_WR */
 	int close_err;
 	struct eng_stream *next_starved;
 	uint64_t rx_bytes, tx_bytes;
@@ -81,6 +98,17 @@ int eng_stream_connect(struct eng_stream *s, struct shard *sh, const struct sock
 		       void *owner);
 /* Queue m (frame = header + payload, see msg.h). On error the caller keeps m. */
 int eng_stream_send(struct eng_stream *s, struct crust_msg *m);
+/*
+ * Seal every record gathered from now on (NULL: plain frames). Messages
+ * flagged ENG_MSG_RAW still go out plain (handshake frames queued before).
+ * Head- and tailroom of messages must cover hdr_room and tag_room.
+ */
+void eng_stream_set_sealer(struct eng_stream *s, const struct eng_sealer *sealer);
+/*
+ * Graceful end: send everything queued, then shut down our direction;
+ * receiving goes on until the peer's end (EOF), which closes the stream.
+ */
+void eng_stream_shutdown(struct eng_stream *s);
 /* Close; err is passed to on_closed. Idempotent. */
 void eng_stream_close(struct eng_stream *s, int err);
 /* Shard loop: re-arm streams that ran out of receive buffers. */

@@ -82,6 +82,18 @@ struct crust_config {
 	uint32_t zerocopy_min;       /* SEND_ZC for coalesced sends >= this many bytes; 0 = off
 	                                (the default: it only pays on real NICs, see BENCHMARKS) */
 	const char *network_name;    /* nodes of other networks are refused */
+	const char *identity_file;   /* Ed25519 key pair kept here (created on first start,
+	                                mode 0600); NULL = a new identity every start */
+	bool tracer;                 /* clear records with a magic, for debugging; both ends must
+	                                opt in; never use in production */
+	uint32_t keepalive_ms;       /* send a keepalive after this much silence, default 10000 */
+	uint32_t idle_timeout_ms;    /* nothing heard this long: lost "timeout", default 30000 */
+	uint32_t provisional_grace_ms; /* not maintained and no user message this long: dropped
+	                                "not maintained", default 120000; UINT32_MAX = never */
+	uint32_t max_rx_msgs_per_s;  /* per connection; more is abuse and ends it; 0 = no limit */
+	uint32_t hs_rate_per_s;      /* new handshakes per source IP per second, default 50 */
+	uint32_t hs_burst;           /* default 100 */
+	uint32_t hs_max_pending;     /* unfinished handshakes per source IP, default 16 */
 	crust_log_fn log;            /* default: warnings and errors to stderr */
 	void *log_ctx;
 	enum crust_log_level log_level;
@@ -157,6 +169,21 @@ CRUST_API CRUST_MUST_CHECK int crust_start_listening(struct crust_service *svc);
 /* Connect to an endpoint. Asynchronous: NEW_CONNECTION or CONNECT_FAILED follows. */
 CRUST_API CRUST_MUST_CHECK int crust_connect(struct crust_service *svc,
 					     const struct crust_endpoint *ep);
+/*
+ * Connect to the node with id peer at ep: CONNECT_FAILED ("peer proved a
+ * different key ...") if another key answers.
+ */
+CRUST_API CRUST_MUST_CHECK int crust_connect_peer(struct crust_service *svc,
+						  const struct crust_endpoint *ep,
+						  const struct crust_peer_id *peer);
+
+/*
+ * Refuse a peer id ("64 hex") or an address ("IP" for every port,
+ * "IP:PORT", "[IPv6]:PORT") for the life of the service: matching
+ * connections close at once (LOST_CONNECTION "blacklisted"), new ones are
+ * refused. -EINVAL if the text is neither.
+ */
+CRUST_API int crust_blacklist(struct crust_service *svc, const char *peer_or_addr);
 
 /*
  * Send a copy of data (any length up to max_msg_size, 0 allowed) to a
@@ -188,7 +215,11 @@ CRUST_API void crust_msg_release(struct crust_msg *msg);
 /* Close the connection to peer; LOST_CONNECTION follows with reason "dropped". */
 CRUST_API int crust_drop(struct crust_service *svc, const struct crust_peer_id *peer);
 
-/* Keep a connection (the connection manager issue gives this its meaning). */
+/*
+ * Keep a connection: connections start provisional and are dropped
+ * ("not maintained") after provisional_grace_ms without user messages
+ * unless maintained. -ENOTCONN if the peer is not connected.
+ */
 CRUST_API int crust_maintain(struct crust_service *svc, const struct crust_peer_id *peer);
 
 /*

@@ -1,20 +1,19 @@
 /*
- * conn.c - connections on a shard: the hello exchange, the peer table
- * entry, and turning transport upcalls into user events.
+ * conn.c - connections on a shard: their lifecycle, the transport's
+ * upcalls, sending, and the events the user hears about them.
  *
- * State: CONN_HELLO until the peer's hello is in (only a hello may come
- * first; anything else ends the connection), then CONN_UP. A connection
- * is in its shard's list from creation to the transport's closed().
- * Messages charged to a peer (m->acct) release their bytes from the
- * peer's send-queue budget when they leave the transport; those that
- * never made it are counted and reported with lost_connection.
+ * A connection is in its shard's list from creation to the transport's
+ * closed(). It starts in the handshake (secure.c); once up it is the
+ * peer's connection (dedupe.c decides which one when there are two) and
+ * liveness.c keeps it honest. Messages charged to a peer (m->acct)
+ * release their bytes from its send budget when they leave the
+ * transport; those that never made it are counted in lost_connection.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "hello.h"
 #include "node.h"
 
 static void list_add(struct p2p_shard *ps, struct p2p_conn *pc)
@@ -38,10 +37,10 @@ static void list_del(struct p2p_shard *ps, struct p2p_conn *pc)
 	ps->nconns--;
 }
 
-static void hello_timeout_cb(struct eng_timer *t, void *ctx)
+static void hs_timeout_cb(struct eng_timer *t, void *ctx)
 {
 	(void)t;
-	conn_close(ctx, -ETIMEDOUT, "no hello within the handshake timeout");
+	conn_close(ctx, -ETIMEDOUT, "handshake did not complete within the handshake timeout");
 }
 
 struct p2p_conn *conn_new(struct crust_service *svc, struct shard *sh, bool outgoing)
@@ -51,14 +50,22 @@ struct p2p_conn *conn_new(struct crust_service *svc, struct shard *sh, bool outg
 		return NULL;
 	pc->svc = svc;
 	pc->outgoing = outgoing;
-	eng_timer_init(&pc->hello_timer, hello_timeout_cb, pc);
+	eng_timer_init(&pc->hs_timer, hs_timeout_cb, pc);
 	list_add(&svc->shards[sh->id], pc);
 	return pc;
 }
 
 void conn_discard(struct p2p_conn *pc, struct shard *sh)
 {
-	eng_timer_cancel(&sh->timers, &pc->hello_timer);
+	eng_timer_cancel(&sh->timers, &pc->hs_timer);
+	liveness_stop(pc);
+	if (pc->limited && pc->tc)
+		limiter_release(&pc->svc->limiter, &pc->tc->remote);
+	if (pc->hs) {
+		hs_wipe(pc->hs);
+		free(pc->hs);
+	}
+	session_wipe(&pc->session);
 	list_del(&pc->svc->shards[sh->id], pc);
 	free(pc);
 }
@@ -71,45 +78,44 @@ void conn_close(struct p2p_conn *pc, int err, const char *reason)
 	pc->tc->t->vt->close(pc->tc, err, reason);
 }
 
-void conn_close_all(struct crust_service *svc, struct shard *sh)
-{
-	struct p2p_conn *pc = svc->shards[sh->id].conns;
-	while (pc) {
-		struct p2p_conn *next = pc->next;
-		/* connects still in flight have no tc yet: the transport's close of its own follows */
-		pc->stopping = true;
-		if (pc->tc)
-			conn_close(pc, 0, "service stopped");
-		pc = next;
-	}
-}
-
-static void send_hello(struct p2p_conn *pc)
-{
-	struct crust_service *svc = pc->svc;
-	struct hello h = { .id = svc->id, .listen_port = svc->tcp_port };
-	memcpy(h.network, svc->network_tag, 8);
-	struct crust_msg *m = eng_msg_alloc(HELLO_LEN);
-	if (!m) {
-		conn_close(pc, -ENOMEM, "out of memory");
-		return;
-	}
-	hello_encode(&h, m->data);
-	int err = pc->tc->t->vt->send(pc->tc, m);
-	if (err) {
-		eng_msg_free(m);
-		conn_close(pc, err, "cannot send hello");
-		return;
-	}
-	eng_timer_arm(&pc->tc->sh->timers, &pc->hello_timer, svc->cfg.handshake_timeout_ms);
-}
-
-static void fill_event(struct crust_event *ev, struct p2p_conn *pc)
+void event_fill_conn(struct crust_event *ev, struct p2p_conn *pc)
 {
 	ev->transport = pc->tc->t->vt->kind;
 	memcpy(&ev->addr, &pc->tc->remote, sizeof(ev->addr));
 	if (pc->ref)
 		ev->peer = pc->ref->id;
+	else if (pc->hs && pc->hs->step > 0)
+		ev->peer = pc->hs->peer;
+}
+
+static void report_abuse(struct p2p_conn *pc, int err, const char *reason)
+{
+	struct crust_event ev;
+	event_init(&ev, CRUST_EV_ABUSE);
+	event_fill_conn(&ev, pc);
+	ev.error = err;
+	snprintf(ev.reason, sizeof(ev.reason), "%s", reason);
+	char addr[CRUST_ADDRSTRLEN];
+	crust_addr_format(&pc->tc->remote, addr, sizeof(addr));
+	svc_log(pc->svc, CRUST_LOG_WARN, "abuse from %s: %s", addr, reason);
+	event_emit(pc->svc, &ev);
+}
+
+void conn_abuse(struct p2p_conn *pc, int err, const char *reason)
+{
+	report_abuse(pc, err, reason);
+	conn_close(pc, err, reason);
+}
+
+void conn_close_all(struct crust_service *svc, struct shard *sh)
+{
+	struct p2p_conn *pc = svc->shards[sh->id].conns;
+	while (pc) {
+		struct p2p_conn *next = pc->next;
+		pc->stopping = true;
+		conn_close(pc, 0, "service stopped");
+		pc = next;
+	}
 }
 
 static void on_accepted(void *ctx, struct tp_conn *c)
@@ -122,7 +128,21 @@ static void on_accepted(void *ctx, struct tp_conn *c)
 	}
 	pc->tc = c;
 	c->user = pc;
-	send_hello(pc);
+	if (svc_blacklisted_addr(svc, &c->remote)) {
+		pc->stopping = true; /* refused quietly: no event for a blacklisted source */
+		conn_close(pc, -EPERM, "blacklisted");
+		return;
+	}
+	/* limits per source before any key work is spent on it */
+	enum limiter_verdict v = limiter_admit(&svc->limiter, &c->remote, eng_clock_ms());
+	if (v != LIMITER_OK) {
+		conn_abuse(pc, -EAGAIN, v == LIMITER_RATE ? "handshake rate limit exceeded"
+							  : "too many pending handshakes from one source");
+		return;
+	}
+	pc->limited = true;
+	if (secure_start(pc) < 0)
+		conn_close(pc, -ENOMEM, "out of memory");
 }
 
 static void on_connected(void *ctx, struct tp_conn *c, int res)
@@ -140,72 +160,54 @@ static void on_connected(void *ctx, struct tp_conn *c, int res)
 		event_emit(svc, &ev);
 		return;
 	}
-	send_hello(pc);
+	if (secure_start(pc) < 0)
+		conn_close(pc, -ENOMEM, "out of memory");
 }
 
-/* The hello came in: check it, claim the peer id, tell the user. */
-static void accept_hello(struct p2p_conn *pc, struct crust_msg *m)
+void conn_established(struct p2p_conn *pc)
 {
 	struct crust_service *svc = pc->svc;
-	struct hello h;
-	char why[CRUST_REASON_LEN];
-	int err = hello_decode(m->data, m->len, &h, why, sizeof(why));
-	eng_msg_free(m);
-	if (err) {
-		conn_close(pc, err, why);
-		return;
-	}
-	if (memcmp(h.network, svc->network_tag, 8) != 0) {
-		conn_close(pc, -EPROTO, "peer belongs to another network");
-		return;
-	}
-	if (crust_peer_eq(&h.id, &svc->id)) {
-		conn_close(pc, -EPROTO, "connected to ourselves");
-		return;
-	}
 	struct peer_ref *ref = calloc(1, sizeof(*ref));
 	if (!ref) {
 		conn_close(pc, -ENOMEM, "out of memory");
 		return;
 	}
 	atomic_init(&ref->refs, 1);
-	ref->id = h.id;
+	ref->id = pc->hs->peer;
 	ref->sh = pc->tc->sh;
 	ref->conn = pc;
 	ref->transport = pc->tc->t->vt->kind;
 	memcpy(&ref->addr, &pc->tc->remote, sizeof(ref->addr));
-	if (peer_insert(svc, ref) < 0) {
-		peer_put(ref);
-		conn_close(pc, -EEXIST, "already connected to this peer");
-		return;
+	memcpy(ref->transcript, pc->hs->transcript, 32);
+	ref->we_initiated = pc->outgoing;
+	eng_timer_cancel(&pc->tc->sh->timers, &pc->hs_timer);
+	if (pc->limited) {
+		limiter_release(&svc->limiter, &pc->tc->remote);
+		pc->limited = false;
 	}
-	pc->ref = ref;
+	hs_wipe(pc->hs);
+	free(pc->hs);
+	pc->hs = NULL;
+	pc->ref = ref; /* pc's reference */
 	pc->state = CONN_UP;
-	eng_timer_cancel(&pc->tc->sh->timers, &pc->hello_timer);
+	liveness_start(pc);
+	if (!dedupe_register(pc, ref))
+		return;
 	struct crust_event ev;
 	event_init(&ev, CRUST_EV_NEW_CONNECTION);
-	fill_event(&ev, pc);
+	event_fill_conn(&ev, pc);
 	event_emit(svc, &ev);
 }
 
 static void on_received(void *ctx, struct tp_conn *c, struct crust_msg *m)
 {
-	struct crust_service *svc = ctx;
+	(void)ctx;
 	struct p2p_conn *pc = c->user;
-	if (pc->state == CONN_HELLO) {
-		accept_hello(pc, m);
-		return;
-	}
-	if (pc->state != CONN_UP) {
+	if (pc->state == CONN_CLOSING) {
 		eng_msg_free(m);
 		return;
 	}
-	atomic_fetch_add_explicit(&svc->shards[c->sh->id].rx_msgs, 1, memory_order_relaxed);
-	struct crust_event ev;
-	event_init(&ev, CRUST_EV_NEW_MESSAGE);
-	fill_event(&ev, pc);
-	ev.msg = m;
-	event_emit(svc, &ev);
+	secure_received(pc, m);
 }
 
 /* A message the user sent could not go out; its owner is told. */
@@ -226,14 +228,13 @@ static void report_unsent(struct crust_service *svc, struct peer_ref *ref, struc
 }
 
 /* Release m's bytes from its peer's budget, then free it. */
-static void settle(struct crust_service *svc, struct crust_msg *m)
+static void settle(struct crust_msg *m)
 {
 	struct peer_ref *ref = m->acct;
 	if (ref) {
 		atomic_fetch_sub(&ref->queued, (uint64_t)m->len + ENG_MSG_HEADROOM);
 		peer_put(ref);
 	}
-	(void)svc;
 	eng_msg_free(m);
 }
 
@@ -247,13 +248,14 @@ static void on_msg_done(void *ctx, struct tp_conn *c, struct crust_msg *m, int s
 		pc->unsent_msgs++;
 		pc->unsent_bytes += m->len;
 	}
-	settle(svc, m);
+	settle(m);
 }
 
 /* Errors that mean the peer sent something it must not: worth a warning. */
 static bool is_bad_input(int err)
 {
-	return err == -EPROTO || err == -EMSGSIZE || err == -ETIMEDOUT;
+	return err == -EPROTO || err == -EMSGSIZE || err == -ETIMEDOUT || err == -EBADMSG ||
+	       err == -EACCES;
 }
 
 static void log_close(struct crust_service *svc, struct tp_conn *c, int err, const char *reason)
@@ -264,16 +266,26 @@ static void log_close(struct crust_service *svc, struct tp_conn *c, int err, con
 		"connection %s closed: %s", addr, reason);
 }
 
-/* A connection that never got past its hello: the dialer or the user hears why. */
+/* A connection that never got past its handshake: the dialer or the user hears why. */
 static void report_handshake_failure(struct crust_service *svc, struct p2p_conn *pc, int err,
 				     const char *reason)
 {
 	struct crust_event ev;
 	event_init(&ev, pc->outgoing ? CRUST_EV_CONNECT_FAILED : CRUST_EV_HANDSHAKE_FAILED);
-	fill_event(&ev, pc);
+	event_fill_conn(&ev, pc);
 	ev.error = err ? err : -ECONNRESET;
 	snprintf(ev.reason, sizeof(ev.reason), "%s", reason);
 	event_emit(svc, &ev);
+}
+
+static void lost_event(struct crust_event *ev, struct p2p_conn *pc, int err, const char *reason)
+{
+	event_init(ev, CRUST_EV_LOST_CONNECTION);
+	event_fill_conn(ev, pc);
+	ev->error = err;
+	ev->unsent_msgs = pc->unsent_msgs;
+	ev->unsent_bytes = pc->unsent_bytes;
+	snprintf(ev->reason, sizeof(ev->reason), "%s", reason);
 }
 
 static void on_closed(void *ctx, struct tp_conn *c, int err, const char *reason)
@@ -281,20 +293,21 @@ static void on_closed(void *ctx, struct tp_conn *c, int err, const char *reason)
 	struct crust_service *svc = ctx;
 	struct p2p_conn *pc = c->user;
 	log_close(svc, c, err, reason);
+	if (err == -EMSGSIZE)
+		report_abuse(pc, err, reason); /* an oversized frame: the transport closed already */
 	if (pc->ref) {
 		struct peer_ref *ref = pc->ref;
-		peer_remove(svc, ref);
-		ref->conn = NULL;
-		struct crust_event ev;
-		event_init(&ev, CRUST_EV_LOST_CONNECTION);
-		fill_event(&ev, pc);
-		ev.error = err;
-		ev.unsent_msgs = pc->unsent_msgs;
-		ev.unsent_bytes = pc->unsent_bytes;
-		snprintf(ev.reason, sizeof(ev.reason), "%s", reason);
-		peer_put(ref);
+		struct crust_event lost;
+		lost_event(&lost, pc, err, reason);
+		enum dedupe_close how = dedupe_closed(pc, &lost);
+		if (how != DEDUPE_WAIT && ref->conn == pc) {
+			peer_remove(svc, ref);
+			ref->conn = NULL;
+		}
+		if (how == DEDUPE_REPORT && !pc->stopping)
+			event_emit(svc, &lost);
 		pc->ref = NULL;
-		event_emit(svc, &ev);
+		peer_put(ref);
 	} else if (!pc->stopping) {
 		report_handshake_failure(svc, pc, err, reason);
 	}
@@ -309,15 +322,74 @@ const struct tp_callbacks conn_callbacks = {
 	.closed = on_closed,
 };
 
+void conn_send_ctrl(struct p2p_conn *pc, enum ctrl_code code)
+{
+	struct crust_msg *m = eng_msg_alloc(1);
+	if (!m)
+		return;
+	m->data[0] = (uint8_t)code;
+	m->flags |= ENG_MSG_CTRL;
+	if (pc->tc->t->vt->send(pc->tc, m) == 0)
+		pc->last_tx_ms = eng_clock_ms();
+	else
+		eng_msg_free(m);
+}
+
+/* Move m's charge from its ref to the successor and post it to that shard. */
+static void forward(struct crust_service *svc, struct peer_ref *from, struct peer_ref *to,
+		    struct crust_msg *m);
+
 void conn_send(struct crust_service *svc, struct peer_ref *ref, struct crust_msg *m)
 {
+	struct peer_ref *next = atomic_load(&ref->successor);
 	struct p2p_conn *pc = ref->conn;
+	if (next && (!pc || pc->state != CONN_UP)) {
+		forward(svc, ref, next, m);
+		return;
+	}
 	int err = -ENOTCONN;
 	if (pc && pc->state == CONN_UP) {
 		err = pc->tc->t->vt->send(pc->tc, m);
-		if (err == 0)
+		if (err == 0) {
+			pc->last_tx_ms = pc->last_user_ms = eng_clock_ms();
 			return;
+		}
 	}
 	report_unsent(svc, ref, m, err);
-	settle(svc, m);
+	settle(m);
+}
+
+struct forward_mail {
+	struct eng_mail m;
+	struct crust_service *svc;
+	struct crust_msg *msg;
+};
+
+static void forward_on_shard(struct shard *sh, struct eng_mail *mail)
+{
+	(void)sh;
+	struct forward_mail *fm = (struct forward_mail *)mail;
+	conn_send(fm->svc, fm->msg->acct, fm->msg);
+	free(fm);
+}
+
+static void forward(struct crust_service *svc, struct peer_ref *from, struct peer_ref *to,
+		    struct crust_msg *m)
+{
+	struct forward_mail *fm = malloc(sizeof(*fm));
+	if (!fm) {
+		report_unsent(svc, from, m, -ENOMEM);
+		settle(m);
+		return;
+	}
+	uint64_t cost = (uint64_t)m->len + ENG_MSG_HEADROOM;
+	atomic_fetch_add(&to->refs, 1);
+	atomic_fetch_add(&to->queued, cost);
+	atomic_fetch_sub(&from->queued, cost);
+	m->acct = to;
+	peer_put(from);
+	fm->m.fn = forward_on_shard;
+	fm->svc = svc;
+	fm->msg = m;
+	eng_post(to->sh, &fm->m);
 }

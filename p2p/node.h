@@ -16,6 +16,11 @@
 #include "engine/mailbox.h"
 #include "engine/msg.h"
 #include "transports/transport.h"
+#include "blacklist.h"
+#include "handshake.h"
+#include "identity.h"
+#include "limiter.h"
+#include "session.h"
 
 #define PEER_BUCKETS 1024u
 
@@ -31,9 +36,23 @@ struct peer_ref {
 	atomic_uint_fast64_t queued;       /* frame bytes accepted, not yet sent */
 	enum crust_transport transport;    /* immutable */
 	struct sockaddr_storage addr;      /* immutable */
+	uint8_t transcript[32];            /* immutable: names the connection on both ends */
+	bool we_initiated;                 /* immutable */
+	/* set once when a duplicate connection took over (shard thread of sh writes, others read) */
+	_Atomic(struct peer_ref *) successor;
+	atomic_bool dead;                  /* its connection is gone; waiting for a successor */
 };
 
-enum conn_state { CONN_HELLO, CONN_UP, CONN_CLOSING };
+/* Control messages inside records: length field with this bit set, one code byte. */
+#define CTRL_FLAG 0x80000000u
+enum ctrl_code { CTRL_PING = 1, CTRL_RETIRE = 2 };
+
+/*
+ * HANDSHAKE -> UP (announced, or silently taking over from a duplicate)
+ * -> RETIRING (a duplicate that lost: drains, then closes without an event)
+ * -> CLOSING. Any state can go straight to CLOSING.
+ */
+enum conn_state { CONN_HANDSHAKE, CONN_UP, CONN_RETIRING, CONN_CLOSING };
 
 /* One connection, owned by its shard. */
 struct p2p_conn {
@@ -41,10 +60,22 @@ struct p2p_conn {
 	struct tp_conn *tc;
 	struct peer_ref *ref;              /* once the hello is in */
 	enum conn_state state;
-	struct eng_timer hello_timer;
+	struct handshake *hs;              /* during the handshake */
+	struct session session;            /* once up */
+	struct eng_sealer sealer;
+	struct eng_timer hs_timer;         /* handshake deadline */
+	struct eng_timer tick;             /* keepalive, idle timeout, provisional grace */
 	struct p2p_conn *prev, *next;      /* the shard's connection list */
 	uint64_t unsent_msgs, unsent_bytes;
+	uint64_t last_rx_ms, last_tx_ms, last_user_ms;
+	double flood_tokens;               /* incoming-message budget (abuse limit) */
+	uint64_t flood_ms;
 	bool outgoing;
+	bool expect_peer;                  /* dialed a known id */
+	struct crust_peer_id expected;
+	bool limited;                      /* holds a limiter slot for its source */
+	bool maintained;
+	bool peer_retired;                 /* the peer said this connection is a duplicate */
 	bool stopping;                     /* closed by crust_service_free */
 };
 
@@ -76,6 +107,11 @@ struct crust_service {
 	uint16_t tcp_port;                   /* 0 until listening */
 	struct sockaddr_storage bind_addr;
 	socklen_t bind_len;
+	/* identity and policy */
+	struct identity identity;
+	struct limiter limiter;
+	struct blacklist blacklist;
+	bool identity_loaded, limiter_up, blacklist_up;
 	/* events to the user */
 	struct eng_mailbox events;
 	int event_fd;
@@ -91,8 +127,14 @@ void event_init(struct crust_event *ev, enum crust_event_type type);
 
 /* peers.c */
 struct peer_ref *peer_lookup(struct crust_service *svc, const struct crust_peer_id *id);
-/* Insert; -EEXIST if that id is connected already. Takes a reference for the table. */
-int peer_insert(struct crust_service *svc, struct peer_ref *ref);
+/* Insert (the table takes a reference), or return the entry already there (referenced). */
+struct peer_ref *peer_insert_or_existing(struct crust_service *svc, struct peer_ref *ref);
+/*
+ * If old is still in the table, put ref in its place, make ref old's
+ * successor and return true. The table's reference moves from old to
+ * the successor link.
+ */
+bool peer_replace(struct crust_service *svc, struct peer_ref *old, struct peer_ref *ref);
 void peer_remove(struct crust_service *svc, struct peer_ref *ref);
 void peer_put(struct peer_ref *ref);
 int peer_list(struct crust_service *svc, struct crust_peer_id *out, size_t n);
@@ -101,6 +143,38 @@ int peer_list(struct crust_service *svc, struct crust_peer_id *out, size_t n);
 extern const struct tp_callbacks conn_callbacks;
 struct p2p_conn *conn_new(struct crust_service *svc, struct shard *sh, bool outgoing);
 void conn_close(struct p2p_conn *pc, int err, const char *reason);
+/* Close after telling the user it was abuse (event + log). */
+void conn_abuse(struct p2p_conn *pc, int err, const char *reason);
+void event_fill_conn(struct crust_event *ev, struct p2p_conn *pc);
+/* Queue a control message (keepalive, retire) on an established connection. */
+void conn_send_ctrl(struct p2p_conn *pc, enum ctrl_code code);
+/* The connection is up: announce (new peer) or take over from a duplicate quietly. */
+void conn_established(struct p2p_conn *pc);
+
+/* secure.c: the handshake and records on a connection */
+int secure_start(struct p2p_conn *pc);
+void secure_received(struct p2p_conn *pc, struct crust_msg *m);
+
+/* dedupe.c: at most one connection per pair of nodes */
+/* Register pc for its peer. Returns true if the user should hear new_connection. */
+bool dedupe_register(struct p2p_conn *pc, struct peer_ref *ref);
+/* Shard thread of the old connection: retire it in favour of its ref's successor. */
+void dedupe_retire(struct p2p_conn *pc);
+/*
+ * pc (which has a ref) closed: QUIET (a retired duplicate), REPORT (tell
+ * the user with lost), or WAIT (the peer retired it in favour of a
+ * connection we have not seen yet: lost is reported later if that never
+ * comes; the table entry stays until then).
+ */
+enum dedupe_close { DEDUPE_REPORT, DEDUPE_QUIET, DEDUPE_WAIT };
+enum dedupe_close dedupe_closed(struct p2p_conn *pc, const struct crust_event *lost);
+
+/* liveness.c: keepalives, idle timeout, provisional grace */
+void liveness_start(struct p2p_conn *pc);
+void liveness_stop(struct p2p_conn *pc);
+
+/* blacklist enforcement (service.c) */
+bool svc_blacklisted_addr(struct crust_service *svc, const struct sockaddr_storage *addr);
 /* Free a connection the transport no longer knows (or never knew). */
 void conn_discard(struct p2p_conn *pc, struct shard *sh);
 void conn_close_all(struct crust_service *svc, struct shard *sh);

@@ -31,14 +31,15 @@ struct peer_ref *peer_lookup(struct crust_service *svc, const struct crust_peer_
 	return r;
 }
 
-int peer_insert(struct crust_service *svc, struct peer_ref *ref)
+struct peer_ref *peer_insert_or_existing(struct crust_service *svc, struct peer_ref *ref)
 {
 	unsigned b = bucket_of(&ref->id);
 	pthread_rwlock_wrlock(&svc->peers_lock);
 	for (struct peer_ref *r = svc->peers[b]; r; r = r->next) {
 		if (crust_peer_eq(&r->id, &ref->id)) {
+			atomic_fetch_add(&r->refs, 1);
 			pthread_rwlock_unlock(&svc->peers_lock);
-			return -EEXIST;
+			return r;
 		}
 	}
 	atomic_fetch_add(&ref->refs, 1);
@@ -46,7 +47,31 @@ int peer_insert(struct crust_service *svc, struct peer_ref *ref)
 	svc->peers[b] = ref;
 	svc->npeers++;
 	pthread_rwlock_unlock(&svc->peers_lock);
-	return 0;
+	return NULL;
+}
+
+bool peer_replace(struct crust_service *svc, struct peer_ref *old, struct peer_ref *ref)
+{
+	unsigned b = bucket_of(&old->id);
+	bool found = false;
+	pthread_rwlock_wrlock(&svc->peers_lock);
+	for (struct peer_ref **pp = &svc->peers[b]; *pp; pp = &(*pp)->next) {
+		if (*pp == old) {
+			atomic_fetch_add(&ref->refs, 1); /* the table's */
+			ref->next = old->next;
+			*pp = ref;
+			found = true;
+			break;
+		}
+	}
+	pthread_rwlock_unlock(&svc->peers_lock);
+	if (found) {
+		/* the table's reference to old becomes old's successor link to ref */
+		atomic_fetch_add(&ref->refs, 1);
+		atomic_store(&old->successor, ref);
+		peer_put(old);
+	}
+	return found;
 }
 
 void peer_remove(struct crust_service *svc, struct peer_ref *ref)
@@ -69,8 +94,10 @@ void peer_remove(struct crust_service *svc, struct peer_ref *ref)
 
 void peer_put(struct peer_ref *ref)
 {
-	if (ref && atomic_fetch_sub(&ref->refs, 1) == 1)
+	if (ref && atomic_fetch_sub(&ref->refs, 1) == 1) {
+		peer_put(atomic_load(&ref->successor));
 		free(ref);
+	}
 }
 
 int peer_list(struct crust_service *svc, struct crust_peer_id *out, size_t n)

@@ -15,7 +15,6 @@
 #include <string.h>
 #include <arpa/inet.h>
 
-#include "hello.h"
 #include "node.h"
 
 CRUST_API void crust_config_init(struct crust_config *cfg)
@@ -52,6 +51,11 @@ static void fill_defaults(struct crust_config *c)
 	DEFAULT(handshake_timeout_ms, 10000);
 	DEFAULT(frame_timeout_ms, 30000);
 	DEFAULT(connect_timeout_ms, 10000);
+	DEFAULT(keepalive_ms, 10000);
+	DEFAULT(idle_timeout_ms, 30000);
+	DEFAULT(provisional_grace_ms, 120000);
+	if (c->provisional_grace_ms == UINT32_MAX)
+		c->provisional_grace_ms = 0; /* never */
 	DEFAULT(log, default_log);
 #undef DEFAULT
 }
@@ -107,12 +111,46 @@ static int start_engine(struct crust_service *svc)
 	svc->shards = calloc(svc->eng->nshards, sizeof(*svc->shards));
 	if (!svc->shards)
 		return -ENOMEM;
+	/* frames are records: a whole message plus record overhead, or a batch of small ones */
+	uint32_t frame_max = c->max_msg_size > ENG_ARENA_CHUNK ? c->max_msg_size : ENG_ARENA_CHUNK;
 	struct tp_limits lim = {
-		.max_msg_size = c->max_msg_size,
+		.max_msg_size = frame_max + 64,
 		.frame_timeout_ms = c->frame_timeout_ms,
 		.connect_timeout_ms = c->connect_timeout_ms,
 	};
 	return tcp_transport_new(svc->eng, &conn_callbacks, svc, &lim, &svc->tcp);
+}
+
+static int load_identity(struct crust_service *svc)
+{
+	char why[256] = "";
+	int err = identity_load(svc->cfg.identity_file, &svc->identity, why, sizeof(why));
+	if (err) {
+		svc_log(svc, CRUST_LOG_ERROR, "%s", why[0] ? why : strerror(-err));
+		return err;
+	}
+	if (why[0])
+		svc_log(svc, CRUST_LOG_WARN, "%s", why);
+	memcpy(svc->id.bytes, svc->identity.pk, CRUST_PEER_ID_LEN);
+	svc->identity_loaded = true;
+	return 0;
+}
+
+static int policy_init(struct crust_service *svc)
+{
+	struct limiter_config lc = {
+		.rate_per_s = svc->cfg.hs_rate_per_s,
+		.burst = svc->cfg.hs_burst,
+		.max_pending = svc->cfg.hs_max_pending,
+	};
+	int err = limiter_init(&svc->limiter, &lc);
+	if (err)
+		return err;
+	svc->limiter_up = true;
+	err = blacklist_init(&svc->blacklist);
+	if (!err)
+		svc->blacklist_up = true;
+	return err;
 }
 
 CRUST_API int crust_service_new(const struct crust_config *cfg, struct crust_service **out)
@@ -129,10 +167,12 @@ CRUST_API int crust_service_new(const struct crust_config *cfg, struct crust_ser
 	svc->event_fd = -1;
 	pthread_rwlock_init(&svc->peers_lock, NULL);
 	pthread_mutex_init(&svc->listen_lock, NULL);
-	/* the secure-session work replaces this random id with a kept key pair */
-	randombytes_buf(svc->id.bytes, sizeof(svc->id.bytes));
-	hello_network_tag(svc->cfg.network_name, svc->network_tag);
-	int err = parse_bind(svc);
+	hs_network_tag(svc->cfg.network_name, svc->network_tag);
+	int err = load_identity(svc);
+	if (!err)
+		err = parse_bind(svc);
+	if (!err)
+		err = policy_init(svc);
 	if (!err)
 		err = events_init(svc);
 	if (!err)
@@ -165,6 +205,12 @@ CRUST_API void crust_service_free(struct crust_service *svc)
 		}
 	}
 	free(svc->shards);
+	if (svc->limiter_up)
+		limiter_destroy(&svc->limiter);
+	if (svc->blacklist_up)
+		blacklist_destroy(&svc->blacklist);
+	if (svc->identity_loaded)
+		identity_wipe(&svc->identity);
 	pthread_rwlock_destroy(&svc->peers_lock);
 	pthread_mutex_destroy(&svc->listen_lock);
 	free(svc);
@@ -228,6 +274,8 @@ struct connect_mail {
 	struct eng_mail m;
 	struct crust_service *svc;
 	struct crust_endpoint ep;
+	bool expect_peer;
+	struct crust_peer_id expected;
 };
 
 static void connect_on_shard(struct shard *sh, struct eng_mail *m)
@@ -238,6 +286,10 @@ static void connect_on_shard(struct shard *sh, struct eng_mail *m)
 	struct p2p_conn *pc = atomic_load(&sh->stop) ? NULL : conn_new(svc, sh, true);
 	int err = pc ? 0 : atomic_load(&sh->stop) ? -ESHUTDOWN : -ENOMEM;
 	struct tp_conn *tc = NULL;
+	if (pc) {
+		pc->expect_peer = cm->expect_peer;
+		pc->expected = cm->expected;
+	}
 	if (pc)
 		err = svc->tcp->vt->connect(svc->tcp, sh, (struct sockaddr *)&cm->ep.addr,
 					    cm->ep.addrlen, pc, &tc);
@@ -259,21 +311,42 @@ static void connect_on_shard(struct shard *sh, struct eng_mail *m)
 	free(cm);
 }
 
-CRUST_API int crust_connect(struct crust_service *svc, const struct crust_endpoint *ep)
+static int connect_to(struct crust_service *svc, const struct crust_endpoint *ep,
+		      const struct crust_peer_id *peer)
 {
 	if (!svc || !ep || ep->addrlen == 0 || ep->addrlen > sizeof(ep->addr))
 		return -EINVAL;
 	if (ep->transport == CRUST_TRANSPORT_RUDP)
 		return -EPROTONOSUPPORT; /* reliable UDP is the next transport to land */
+	if (svc_blacklisted_addr(svc, &ep->addr) ||
+	    (peer && blacklist_has_peer(&svc->blacklist, peer)))
+		return -EPERM;
 	struct connect_mail *cm = calloc(1, sizeof(*cm));
 	if (!cm)
 		return -ENOMEM;
 	cm->m.fn = connect_on_shard;
 	cm->svc = svc;
 	cm->ep = *ep;
+	if (peer) {
+		cm->expect_peer = true;
+		cm->expected = *peer;
+	}
 	unsigned i = atomic_fetch_add(&svc->next_shard, 1) % svc->eng->nshards;
 	eng_post(&svc->eng->shards[i], &cm->m);
 	return 0;
+}
+
+CRUST_API int crust_connect(struct crust_service *svc, const struct crust_endpoint *ep)
+{
+	return connect_to(svc, ep, NULL);
+}
+
+CRUST_API int crust_connect_peer(struct crust_service *svc, const struct crust_endpoint *ep,
+				 const struct crust_peer_id *peer)
+{
+	if (!peer)
+		return -EINVAL;
+	return connect_to(svc, ep, peer);
 }
 
 /* A message on its way to its peer's shard: the mail is the message's own link. */
@@ -418,6 +491,8 @@ CRUST_API int crust_send(struct crust_service *svc, const struct crust_peer_id *
 	return post(svc, ref, m, priority);
 }
 
+static int post_to_peer(struct crust_service *svc, const struct crust_peer_id *peer, eng_mail_fn fn);
+
 struct drop_mail {
 	struct eng_mail m;
 	struct peer_ref *ref;
@@ -435,6 +510,22 @@ static void drop_on_shard(struct shard *sh, struct eng_mail *m)
 
 CRUST_API int crust_drop(struct crust_service *svc, const struct crust_peer_id *peer)
 {
+	return post_to_peer(svc, peer, drop_on_shard);
+}
+
+static void maintain_on_shard(struct shard *sh, struct eng_mail *m)
+{
+	(void)sh;
+	struct drop_mail *dm = (struct drop_mail *)m;
+	if (dm->ref->conn)
+		dm->ref->conn->maintained = true;
+	peer_put(dm->ref);
+	free(dm);
+}
+
+/* Run fn on the shard of peer's connection with its ref. */
+static int post_to_peer(struct crust_service *svc, const struct crust_peer_id *peer, eng_mail_fn fn)
+{
 	struct peer_ref *ref = peer_lookup(svc, peer);
 	if (!ref)
 		return -ENOTCONN;
@@ -443,7 +534,7 @@ CRUST_API int crust_drop(struct crust_service *svc, const struct crust_peer_id *
 		peer_put(ref);
 		return -ENOMEM;
 	}
-	dm->m.fn = drop_on_shard;
+	dm->m.fn = fn;
 	dm->ref = ref;
 	eng_post(ref->sh, &dm->m);
 	return 0;
@@ -451,10 +542,55 @@ CRUST_API int crust_drop(struct crust_service *svc, const struct crust_peer_id *
 
 CRUST_API int crust_maintain(struct crust_service *svc, const struct crust_peer_id *peer)
 {
-	struct peer_ref *ref = peer_lookup(svc, peer);
-	if (!ref)
-		return -ENOTCONN;
-	peer_put(ref);
+	return post_to_peer(svc, peer, maintain_on_shard);
+}
+
+bool svc_blacklisted_addr(struct crust_service *svc, const struct sockaddr_storage *addr)
+{
+	return blacklist_has_addr(&svc->blacklist, addr);
+}
+
+struct enforce_mail {
+	struct eng_mail m;
+	struct crust_service *svc;
+};
+
+/* Close this shard's connections that the blacklist now matches. */
+static void enforce_on_shard(struct shard *sh, struct eng_mail *m)
+{
+	struct enforce_mail *em = (struct enforce_mail *)m;
+	struct crust_service *svc = em->svc;
+	for (struct p2p_conn *pc = svc->shards[sh->id].conns, *next; pc; pc = next) {
+		next = pc->next;
+		if (pc->state == CONN_CLOSING || !pc->tc)
+			continue;
+		bool hit = svc_blacklisted_addr(svc, &pc->tc->remote) ||
+			   (pc->ref && blacklist_has_peer(&svc->blacklist, &pc->ref->id));
+		if (hit)
+			conn_close(pc, -EPERM, "blacklisted");
+	}
+	free(em);
+}
+
+CRUST_API int crust_blacklist(struct crust_service *svc, const char *peer_or_addr)
+{
+	struct crust_peer_id id;
+	struct sockaddr_storage addr;
+	bool is_peer;
+	if (!svc || blacklist_parse(peer_or_addr, &id, &addr, &is_peer) < 0)
+		return -EINVAL;
+	int err = is_peer ? blacklist_add_peer(&svc->blacklist, &id)
+			  : blacklist_add_addr(&svc->blacklist, &addr);
+	if (err)
+		return err;
+	for (unsigned i = 0; i < svc->eng->nshards; i++) {
+		struct enforce_mail *em = malloc(sizeof(*em));
+		if (!em)
+			return -ENOMEM;
+		em->m.fn = enforce_on_shard;
+		em->svc = svc;
+		eng_post(&svc->eng->shards[i], &em->m);
+	}
 	return 0;
 }
 

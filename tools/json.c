@@ -73,6 +73,11 @@ void json_event(FILE *f, const struct crust_event *ev)
 	default:
 		crust_addr_format(&ev->addr, addr, sizeof(addr));
 		field_str(f, "addr", addr);
+		static const struct crust_peer_id zero;
+		if (!crust_peer_eq(&ev->peer, &zero)) {
+			crust_peer_to_hex(&ev->peer, peer);
+			field_str(f, "peer", peer);
+		}
 		if (ev->reason[0])
 			field_str(f, "reason", ev->reason);
 		if (ev->error)

@@ -38,10 +38,12 @@ static void node_usage(FILE *f)
 	fputs("usage: crust node [--tcp-port N] [--rudp-port N] [--shards N] [--bind ADDR]\n"
 	      "                  [--connect ADDR:PORT]... [--network NAME] [--max-msg-size N]\n"
 	      "                  [--handshake-timeout-ms N] [--frame-timeout-ms N] [--verbose]\n"
-	      "                  [--config F] [--cache F] [--identity F] [--beacon-port N]\n"
-	      "                  [--no-beacon] [--coordinator ADDR:PORT] [--tracer]\n"
-	      "stdin: connect ADDR:PORT | send PEER TEXT | drop PEER | maintain PEER |\n"
-	      "       punch PEER | peers | stats | quit\n", f);
+	      "                  [--identity F] [--tracer] [--keepalive-ms N] [--idle-timeout-ms N]\n"
+	      "                  [--provisional-ms N (0 = never)] [--max-rx-msgs-per-s N]\n"
+	      "                  [--config F] [--cache F] [--beacon-port N] [--no-beacon]\n"
+	      "                  [--coordinator ADDR:PORT]\n"
+	      "stdin: connect ADDR:PORT [PEER] | send PEER TEXT | drop PEER | maintain PEER |\n"
+	      "       blacklist PEER|IP|IP:PORT | punch PEER | peers | stats | quit\n", f);
 }
 
 static void later(const char *opt)
@@ -52,7 +54,8 @@ static void later(const char *opt)
 enum {
 	OPT_TCP = 1000, OPT_RUDP, OPT_SHARDS, OPT_BIND, OPT_CONNECT, OPT_NETWORK, OPT_MAXMSG,
 	OPT_HS_TIMEOUT, OPT_FRAME_TIMEOUT, OPT_CONFIG, OPT_CACHE, OPT_IDENTITY, OPT_BEACON_PORT,
-	OPT_NO_BEACON, OPT_COORD, OPT_TRACER, OPT_VERBOSE, OPT_HELP,
+	OPT_NO_BEACON, OPT_COORD, OPT_TRACER, OPT_VERBOSE, OPT_HELP, OPT_KEEPALIVE, OPT_IDLE,
+	OPT_PROVISIONAL, OPT_FLOOD,
 };
 
 static const struct option options[] = {
@@ -74,6 +77,10 @@ static const struct option options[] = {
 	{ "tracer", no_argument, NULL, OPT_TRACER },
 	{ "verbose", no_argument, NULL, OPT_VERBOSE },
 	{ "help", no_argument, NULL, OPT_HELP },
+	{ "keepalive-ms", required_argument, NULL, OPT_KEEPALIVE },
+	{ "idle-timeout-ms", required_argument, NULL, OPT_IDLE },
+	{ "provisional-ms", required_argument, NULL, OPT_PROVISIONAL },
+	{ "max-rx-msgs-per-s", required_argument, NULL, OPT_FLOOD },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -138,10 +145,34 @@ static int parse_options(int argc, char **argv, struct crust_config *cfg, struct
 			break;
 		case OPT_CONFIG: later("--config (config file)"); break;
 		case OPT_CACHE: later("--cache (bootstrap cache)"); break;
-		case OPT_IDENTITY: later("--identity (identity file)"); break;
+		case OPT_IDENTITY:
+			cfg->identity_file = optarg;
+			break;
+		case OPT_KEEPALIVE:
+			if (!cli_uint("--keepalive-ms", optarg, 1, 3600000, &v))
+				return EXIT_USAGE;
+			cfg->keepalive_ms = (uint32_t)v;
+			break;
+		case OPT_IDLE:
+			if (!cli_uint("--idle-timeout-ms", optarg, 1, 3600000, &v))
+				return EXIT_USAGE;
+			cfg->idle_timeout_ms = (uint32_t)v;
+			break;
+		case OPT_PROVISIONAL:
+			if (!cli_uint("--provisional-ms", optarg, 0, 3600000, &v))
+				return EXIT_USAGE;
+			cfg->provisional_grace_ms = v ? (uint32_t)v : UINT32_MAX;
+			break;
+		case OPT_FLOOD:
+			if (!cli_uint("--max-rx-msgs-per-s", optarg, 0, 1u << 30, &v))
+				return EXIT_USAGE;
+			cfg->max_rx_msgs_per_s = (uint32_t)v;
+			break;
 		case OPT_NO_BEACON: later("--no-beacon (LAN beacon)"); break;
 		case OPT_COORD: later("--coordinator (NAT traversal)"); break;
-		case OPT_TRACER: later("--tracer (tracer mode)"); break;
+		case OPT_TRACER:
+			cfg->tracer = true;
+			break;
 		case OPT_HELP:
 			node_usage(stdout);
 			exit(0);
@@ -174,12 +205,22 @@ static void say_error(const char *cmd, const char *fmt, ...)
 
 static void do_connect(struct node *n, const char *arg)
 {
+	char buf[256];
+	snprintf(buf, sizeof(buf), "%s", arg ? arg : "");
+	char *peer_hex = strchr(buf, ' ');
+	if (peer_hex)
+		*peer_hex++ = 0;
 	struct crust_endpoint ep;
-	if (!arg || crust_endpoint_parse(arg, &ep) < 0) {
-		say_error("connect", "bad endpoint '%s' (want ADDR:PORT)", arg ? arg : "");
+	if (crust_endpoint_parse(buf, &ep) < 0) {
+		say_error("connect", "bad endpoint '%s' (want ADDR:PORT)", buf);
 		return;
 	}
-	int err = crust_connect(n->svc, &ep);
+	struct crust_peer_id id;
+	if (peer_hex && crust_peer_from_hex(peer_hex, &id) < 0) {
+		say_error("connect", "bad peer id '%s' (want 64 hex characters)", peer_hex);
+		return;
+	}
+	int err = peer_hex ? crust_connect_peer(n->svc, &ep, &id) : crust_connect(n->svc, &ep);
 	if (err)
 		say_error("connect", "%s", crust_strerror(err));
 }

@@ -31,10 +31,11 @@ static uint32_t get_be32(const uint8_t *p)
 void frame_encode(struct crust_msg *m)
 {
 	uint8_t *h = m->data - FRAME_HDR_LEN;
-	h[0] = (uint8_t)(m->len >> 24);
-	h[1] = (uint8_t)(m->len >> 16);
-	h[2] = (uint8_t)(m->len >> 8);
-	h[3] = (uint8_t)m->len;
+	uint32_t v = m->len | (m->flags & ENG_MSG_CTRL ? FRAME_CTRL_BIT : 0);
+	h[0] = (uint8_t)(v >> 24);
+	h[1] = (uint8_t)(v >> 16);
+	h[2] = (uint8_t)(v >> 8);
+	h[3] = (uint8_t)v;
 	m->hdr_len = FRAME_HDR_LEN;
 }
 

@@ -16,6 +16,8 @@
 #include "engine/msg.h"
 
 #define FRAME_HDR_LEN 4u
+/* set in the header of control messages inside records (never in outer frames) */
+#define FRAME_CTRL_BIT 0x80000000u
 
 struct frame_decoder {
 	uint32_t max_len;

@@ -69,6 +69,16 @@ static void tcp_close(struct tp_conn *tc, int err, const char *reason)
 	eng_stream_close(&c->s, err);
 }
 
+static void tcp_shutdown(struct tp_conn *tc)
+{
+	eng_stream_shutdown(&((struct tcp_conn *)tc)->s);
+}
+
+static void tcp_set_sealer(struct tp_conn *tc, const struct eng_sealer *sealer)
+{
+	eng_stream_set_sealer(&((struct tcp_conn *)tc)->s, sealer);
+}
+
 static void frame_timeout_cb(struct eng_timer *t, void *ctx)
 {
 	(void)t;
@@ -320,6 +330,8 @@ static const struct transport_vtable tcp_vtable = {
 	.connect = tcp_connect,
 	.send = tcp_send,
 	.close = tcp_close,
+	.shutdown = tcp_shutdown,
+	.set_sealer = tcp_set_sealer,
 	.stop_shard = tcp_stop_shard,
 	.destroy = tcp_destroy,
 };

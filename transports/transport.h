@@ -18,6 +18,7 @@
 #include "crust.h"
 #include "engine/engine.h"
 #include "engine/msg.h"
+#include "engine/stream.h"
 
 struct transport;
 struct tp_conn;
@@ -62,6 +63,10 @@ struct transport_vtable {
 	int (*send)(struct tp_conn *c, struct crust_msg *m);
 	/* Close; closed() follows with err and reason. */
 	void (*close)(struct tp_conn *c, int err, const char *reason);
+	/* Send what is queued, then end our direction; closed() follows when the peer ends too. */
+	void (*shutdown)(struct tp_conn *c);
+	/* Seal everything sent from now on into records (NULL: plain frames). */
+	void (*set_sealer)(struct tp_conn *c, const struct eng_sealer *sealer);
 	/* Shard thread, at shutdown: close this shard's listeners. */
 	void (*stop_shard)(struct transport *t, struct shard *sh);
 	void (*destroy)(struct transport *t);

@@ -1,0 +1,146 @@
+/*
+ * dedupe.c - at most one connection between any two nodes.
+ *
+ * When a second connection to a connected peer comes up (both dialed at
+ * once, or a redial), both ends pick the same survivor without talking:
+ * the connection dialed by the node with the smaller id wins; if one node
+ * dialed both, the smaller handshake transcript hash wins (both ends
+ * hash the same bytes). The loser is retired: it tells the peer
+ * (CTRL_RETIRE), sends what it still has queued, half-closes and goes
+ * away without an event; messages sent to it meanwhile are forwarded to
+ * the winner. The user sees one new_connection, and no lost_connection
+ * while the peer stays reachable. If the peer retires our connection
+ * before our end has seen the winner, the peer's entry waits up to the
+ * handshake timeout for it before lost_connection is reported.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node.h"
+
+/* <0: a survives, >0: b survives. Both ends compute the same answer. */
+static int compare(const struct crust_peer_id *self, const struct peer_ref *a,
+		   const struct peer_ref *b)
+{
+	const struct crust_peer_id *ia = a->we_initiated ? self : &a->id;
+	const struct crust_peer_id *ib = b->we_initiated ? self : &b->id;
+	int c = memcmp(ia->bytes, ib->bytes, CRUST_PEER_ID_LEN);
+	return c ? c : memcmp(a->transcript, b->transcript, sizeof(a->transcript));
+}
+
+static void retire_timeout_cb(struct eng_timer *t, void *ctx)
+{
+	(void)t;
+	struct p2p_conn *pc = ctx;
+	pc->stopping = true; /* quiet either way */
+	conn_close(pc, 0, "duplicate connection retired");
+}
+
+void dedupe_retire(struct p2p_conn *pc)
+{
+	if (pc->state != CONN_UP)
+		return;
+	pc->state = CONN_RETIRING;
+	liveness_stop(pc);
+	conn_send_ctrl(pc, CTRL_RETIRE);
+	pc->tc->t->vt->shutdown(pc->tc);
+	eng_timer_init(&pc->hs_timer, retire_timeout_cb, pc);
+	eng_timer_arm(&pc->tc->sh->timers, &pc->hs_timer, pc->svc->cfg.handshake_timeout_ms);
+}
+
+struct retire_mail {
+	struct eng_mail m;
+	struct peer_ref *ref;
+};
+
+static void retire_on_shard(struct shard *sh, struct eng_mail *m)
+{
+	(void)sh;
+	struct retire_mail *rm = (struct retire_mail *)m;
+	if (rm->ref->conn)
+		dedupe_retire(rm->ref->conn);
+	peer_put(rm->ref);
+	free(rm);
+}
+
+/* old's connection lost to ref's: ref takes over the table entry, old retires on its shard. */
+static bool take_over(struct p2p_conn *pc, struct peer_ref *ref, struct peer_ref *old)
+{
+	if (!peer_replace(pc->svc, old, ref))
+		return false;
+	struct retire_mail *rm = malloc(sizeof(*rm));
+	if (rm) {
+		rm->m.fn = retire_on_shard;
+		rm->ref = old; /* our lookup reference moves into the mail */
+		eng_post(old->sh, &rm->m);
+	} else {
+		peer_put(old);
+	}
+	return true;
+}
+
+bool dedupe_register(struct p2p_conn *pc, struct peer_ref *ref)
+{
+	struct crust_service *svc = pc->svc;
+	for (int tries = 0; tries < 4; tries++) {
+		struct peer_ref *old = peer_insert_or_existing(svc, ref);
+		if (!old)
+			return true; /* the first connection to this peer */
+		bool old_dead = atomic_load(&old->dead);
+		if (old_dead || compare(&svc->id, ref, old) < 0) {
+			/* quietly replace: the user already knows this peer */
+			if (take_over(pc, ref, old))
+				return false;
+			peer_put(old);
+			continue; /* old left the table meanwhile: try again */
+		}
+		peer_put(old);
+		dedupe_retire(pc);
+		return false;
+	}
+	conn_close(pc, -EAGAIN, "peer entry kept changing");
+	return false;
+}
+
+struct wait_successor {
+	struct eng_timer timer;
+	struct crust_service *svc;
+	struct peer_ref *ref;
+	struct crust_event lost;
+};
+
+static void wait_done_cb(struct eng_timer *t, void *ctx)
+{
+	(void)t;
+	struct wait_successor *w = ctx;
+	if (!atomic_load(&w->ref->successor)) {
+		peer_remove(w->svc, w->ref);
+		event_emit(w->svc, &w->lost);
+	}
+	peer_put(w->ref);
+	free(w);
+}
+
+enum dedupe_close dedupe_closed(struct p2p_conn *pc, const struct crust_event *lost)
+{
+	struct peer_ref *ref = pc->ref;
+	if (pc->state == CONN_RETIRING || atomic_load(&ref->successor) || ref->conn != pc)
+		return DEDUPE_QUIET;
+	if (!pc->peer_retired || pc->stopping)
+		return DEDUPE_REPORT;
+	/* the peer kept another connection to us that we have not seen yet: wait for it */
+	struct wait_successor *w = calloc(1, sizeof(*w));
+	if (!w)
+		return DEDUPE_REPORT;
+	w->svc = pc->svc;
+	w->ref = ref;
+	atomic_fetch_add(&ref->refs, 1);
+	w->lost = *lost;
+	ref->conn = NULL;
+	atomic_store(&ref->dead, true);
+	eng_timer_init(&w->timer, wait_done_cb, w);
+	eng_timer_arm(&pc->tc->sh->timers, &w->timer, pc->svc->cfg.handshake_timeout_ms);
+	return DEDUPE_WAIT;
+}

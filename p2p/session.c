@@ -1,0 +1,175 @@
+/* session.c - record sealing and opening (see session.h, docs/PROTOCOL.md). */
+#include "session.h"
+#include "transports/framing.h"
+
+#include <errno.h>
+#include <string.h>
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void load_key(struct session_dir *d, bool aes, const uint8_t key[32])
+{
+	memcpy(d->key, key, 32);
+	d->counter = 0;
+	if (aes)
+		crypto_aead_aes256gcm_beforenm(&d->aes, d->key);
+}
+
+void session_init(struct session *s, bool tracer, bool aes, const uint8_t tx_key[32],
+		  const uint8_t rx_key[32])
+{
+	memset(s, 0, sizeof(*s));
+	s->tracer = tracer;
+	s->aes = aes;
+	load_key(&s->tx, aes, tx_key);
+	load_key(&s->rx, aes, rx_key);
+}
+
+void session_wipe(struct session *s)
+{
+	sodium_memzero(s, sizeof(*s));
+}
+
+uint32_t session_hdr_room(const struct session *s)
+{
+	return s->tracer ? 4 + 4 + 1 + 8 : 4 + 1;
+}
+
+uint32_t session_tag_room(const struct session *s)
+{
+	return s->tracer ? 0 : SESSION_TAG_LEN;
+}
+
+/* Every SESSION_REKEY_RECORDS records: key' = BLAKE2b(key, "rekey"), on both ends alike. */
+static void maybe_rekey(struct session_dir *d, bool aes)
+{
+	if (d->counter == 0 || d->counter % SESSION_REKEY_RECORDS)
+		return;
+	uint8_t next[32];
+	crypto_generichash(next, sizeof(next), (const uint8_t *)"crust v2 rekey", 14, d->key, 32);
+	memcpy(d->key, next, 32);
+	sodium_memzero(next, sizeof(next));
+	if (aes)
+		crypto_aead_aes256gcm_beforenm(&d->aes, d->key);
+}
+
+static void nonce_of(uint64_t counter, uint8_t nonce[12])
+{
+	memset(nonce, 0, 4);
+	put_be64(nonce + 4, counter);
+}
+
+int session_seal(struct session *s, uint8_t *rec, uint32_t body_len)
+{
+	uint32_t hdr = session_hdr_room(s), tag = session_tag_room(s);
+	uint64_t frame = (uint64_t)hdr - 4 + body_len + tag;
+	if (frame > UINT32_MAX)
+		return -EOVERFLOW;
+	put_be32(rec, (uint32_t)frame);
+	uint8_t *body = rec + hdr;
+	if (s->tracer) {
+		memcpy(rec + 4, REC_TRACER_MAGIC, 4);
+		rec[8] = REC_TRACER;
+		put_be64(rec + 9, s->tx.counter++);
+		return 0;
+	}
+	rec[4] = REC_SECURE;
+	maybe_rekey(&s->tx, s->aes);
+	uint8_t nonce[12];
+	nonce_of(s->tx.counter++, nonce);
+	unsigned long long maclen;
+	if (s->aes)
+		crypto_aead_aes256gcm_encrypt_detached_afternm(body, body + body_len, &maclen, body,
+							       body_len, rec + 4, 1, NULL, nonce,
+							       &s->tx.aes);
+	else
+		crypto_aead_chacha20poly1305_ietf_encrypt_detached(body, body + body_len, &maclen,
+								   body, body_len, rec + 4, 1, NULL,
+								   nonce, s->tx.key);
+	return 0;
+}
+
+static int open_tracer(struct session *s, uint8_t *rec, uint32_t len, uint8_t **plain,
+		       uint32_t *plain_len)
+{
+	if (len < 13 || memcmp(rec, REC_TRACER_MAGIC, 4) != 0 || rec[4] != REC_TRACER ||
+	    get_be64(rec + 5) != s->rx.counter)
+		return -EBADMSG;
+	s->rx.counter++;
+	*plain = rec + 13;
+	*plain_len = len - 13;
+	return 0;
+}
+
+int session_open(struct session *s, uint8_t *rec, uint32_t len, uint8_t **plain,
+		 uint32_t *plain_len)
+{
+	if (s->tracer)
+		return open_tracer(s, rec, len, plain, plain_len);
+	if (len < 1 + SESSION_TAG_LEN || rec[0] != REC_SECURE)
+		return -EBADMSG;
+	maybe_rekey(&s->rx, s->aes);
+	uint8_t nonce[12];
+	nonce_of(s->rx.counter, nonce);
+	uint8_t *body = rec + 1;
+	uint32_t body_len = len - 1 - SESSION_TAG_LEN;
+	int ret;
+	if (s->aes)
+		ret = crypto_aead_aes256gcm_decrypt_detached_afternm(body, NULL, body, body_len,
+								     body + body_len, rec, 1, nonce,
+								     &s->rx.aes);
+	else
+		ret = crypto_aead_chacha20poly1305_ietf_decrypt_detached(body, NULL, body, body_len,
+									 body + body_len, rec, 1,
+									 nonce, s->rx.key);
+	if (ret != 0)
+		return -EBADMSG;
+	s->rx.counter++;
+	*plain = body;
+	*plain_len = body_len;
+	return 0;
+}
+
+int session_next_msg(uint8_t **cursor, const uint8_t *end, uint8_t **msg, uint32_t *len,
+		     bool *ctrl)
+{
+	uint8_t *p = *cursor;
+	if (p == end)
+		return 0;
+	if (end - p < 4)
+		return -EBADMSG;
+	uint32_t n = get_be32(p);
+	*ctrl = n & FRAME_CTRL_BIT;
+	n &= ~FRAME_CTRL_BIT;
+	if (n > (uint64_t)(end - p - 4))
+		return -EBADMSG;
+	*msg = p + 4;
+	*len = n;
+	*cursor = p + 4 + n;
+	return 1;
+}
