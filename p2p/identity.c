@@ -337,7 +337,7 @@ static int create(const char *path, struct identity *out, char *why, size_t whyl
 	rc = write_temp(tmp, text, len);
 	sodium_memzero(text, sizeof text);
 	if (rc) {
-		rc = fail(why, whylen, path, rc, "cannot create %s: %s%s", tmp, strerror(-rc),
+		rc = fail(why, whylen, path, rc, "cannot create: %s%s", strerror(-rc),
 			  rc == -ENOENT ? " (does its directory exist?)" : "");
 		goto wipe;
 	}
@@ -348,8 +348,7 @@ static int create(const char *path, struct identity *out, char *why, size_t whyl
 		goto wipe;
 	}
 	if (rc) {
-		rc = fail(why, whylen, path, rc, "cannot create: link from %s: %s", tmp,
-			  strerror(-rc));
+		rc = fail(why, whylen, path, rc, "cannot create: link: %s", strerror(-rc));
 		goto wipe;
 	}
 	rc = sync_dir(path);
@@ -366,6 +365,14 @@ wipe:
 
 /* ---- the API ---- */
 
+static bool is_dangling_symlink(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0 && S_ISLNK(st.st_mode) && stat(path, &st) < 0 &&
+	       errno == ENOENT;
+}
+
 static int open_or_create(const char *path, struct identity *out, char *why, size_t whylen)
 {
 	struct stat st;
@@ -378,9 +385,11 @@ static int open_or_create(const char *path, struct identity *out, char *why, siz
 			return load_fd(fd, path, out, why, whylen);
 		if (errno != ENOENT)
 			return fail(why, whylen, path, -errno, "cannot open: %s", strerror(errno));
-		if (lstat(path, &st) == 0)
+		if (is_dangling_symlink(path))
 			return fail(why, whylen, path, -ENOENT,
 				    "is a symbolic link to a file that does not exist");
+		if (lstat(path, &st) == 0)
+			continue; /* a racer's file appeared since our open: load it */
 		rc = create(path, out, why, whylen);
 		if (rc != -EEXIST)
 			return rc;
