@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "bufring.h"
+#include "mailbox.h"
 
 #define ENG_MSG_HEADROOM 32u  /* frame header + record header go here */
 #define ENG_MSG_TAILROOM 16u  /* an AEAD tag goes here */
@@ -24,6 +25,7 @@
 enum eng_msg_kind { ENG_MSG_HEAP = 1, ENG_MSG_VIEW = 2 };
 
 struct crust_msg {
+	struct eng_mail mail;     /* on its way to a shard (no allocation per send) */
 	struct crust_msg *next;   /* send-queue link while queued */
 	uint8_t *data;
 	uint32_t len;

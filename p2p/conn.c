@@ -351,7 +351,8 @@ void conn_send(struct crust_service *svc, struct peer_ref *ref, struct crust_msg
 	if (pc && pc->state == CONN_UP) {
 		err = pc->tc->t->vt->send(pc->tc, m);
 		if (err == 0) {
-			pc->last_tx_ms = pc->last_user_ms = eng_clock_ms();
+			/* the shard's clock of this loop iteration: no syscall per message */
+			pc->last_tx_ms = pc->last_user_ms = pc->tc->sh->now_ms;
 			return;
 		}
 	}
@@ -359,37 +360,22 @@ void conn_send(struct crust_service *svc, struct peer_ref *ref, struct crust_msg
 	settle(m);
 }
 
-struct forward_mail {
-	struct eng_mail m;
-	struct crust_service *svc;
-	struct crust_msg *msg;
-};
-
 static void forward_on_shard(struct shard *sh, struct eng_mail *mail)
 {
-	(void)sh;
-	struct forward_mail *fm = (struct forward_mail *)mail;
-	conn_send(fm->svc, fm->msg->acct, fm->msg);
-	free(fm);
+	struct crust_msg *m = container_of(mail, struct crust_msg, mail);
+	conn_send(sh->eng->cfg.ctx, m->acct, m);
 }
 
 static void forward(struct crust_service *svc, struct peer_ref *from, struct peer_ref *to,
 		    struct crust_msg *m)
 {
-	struct forward_mail *fm = malloc(sizeof(*fm));
-	if (!fm) {
-		report_unsent(svc, from, m, -ENOMEM);
-		settle(m);
-		return;
-	}
+	(void)svc;
 	uint64_t cost = (uint64_t)m->len + ENG_MSG_HEADROOM;
 	atomic_fetch_add(&to->refs, 1);
 	atomic_fetch_add(&to->queued, cost);
 	atomic_fetch_sub(&from->queued, cost);
 	m->acct = to;
 	peer_put(from);
-	fm->m.fn = forward_on_shard;
-	fm->svc = svc;
-	fm->msg = m;
-	eng_post(to->sh, &fm->m);
+	m->mail.fn = forward_on_shard;
+	eng_post(to->sh, &m->mail);
 }

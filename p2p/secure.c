@@ -182,7 +182,7 @@ static void record_received(struct p2p_conn *pc, struct crust_msg *rec)
 		conn_abuse(pc, -EBADMSG, "integrity");
 		return;
 	}
-	uint64_t now = eng_clock_ms();
+	uint64_t now = pc->tc->sh->now_ms;
 	pc->last_rx_ms = now;
 	uint8_t *cursor = plain;
 	const uint8_t *end = plain + plain_len;

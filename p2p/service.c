@@ -350,18 +350,11 @@ CRUST_API int crust_connect_peer(struct crust_service *svc, const struct crust_e
 }
 
 /* A message on its way to its peer's shard: the mail is the message's own link. */
-struct send_mail {
-	struct eng_mail m;
-	struct crust_service *svc;
-	struct crust_msg *msg;
-};
-
-static void send_on_shard(struct shard *sh, struct eng_mail *m)
+/* A message reaching its peer's shard: the mail is the message's own link. */
+static void send_on_shard(struct shard *sh, struct eng_mail *mail)
 {
-	(void)sh;
-	struct send_mail *sm = (struct send_mail *)m;
-	conn_send(sm->svc, sm->msg->acct, sm->msg);
-	free(sm);
+	struct crust_msg *m = container_of(mail, struct crust_msg, mail);
+	conn_send(sh->eng->cfg.ctx, m->acct, m);
 }
 
 CRUST_API struct crust_msg *crust_msg_alloc(struct crust_service *svc, size_t len)
@@ -424,18 +417,11 @@ static uint64_t cost_of(size_t len)
 static int post(struct crust_service *svc, struct peer_ref *ref, struct crust_msg *m,
 		uint8_t priority)
 {
-	struct send_mail *sm = malloc(sizeof(*sm));
-	if (!sm) {
-		uncharge(ref, cost_of(m->len));
-		eng_msg_free(m);
-		return -ENOMEM;
-	}
+	(void)svc;
 	m->prio = priority;
 	m->acct = ref;
-	sm->m.fn = send_on_shard;
-	sm->svc = svc;
-	sm->msg = m;
-	eng_post(ref->sh, &sm->m);
+	m->mail.fn = send_on_shard;
+	eng_post(ref->sh, &m->mail);
 	return 0;
 }
 
