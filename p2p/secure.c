@@ -74,7 +74,10 @@ static void handshake_done(struct p2p_conn *pc)
 		conn_close(pc, -EPERM, "blacklisted");
 		return;
 	}
-	session_init(&pc->session, svc->cfg.tracer, hs->aes, hs->tx_key, hs->rx_key);
+	if (session_init(&pc->session, svc->cfg.tracer, hs->aes, hs->tx_key, hs->rx_key) < 0) {
+		conn_close(pc, -ENOMEM, "out of memory");
+		return;
+	}
 	pc->sealer = (struct eng_sealer){
 		.hdr_room = session_hdr_room(&pc->session),
 		.tag_room = session_tag_room(&pc->session),

@@ -32,26 +32,40 @@ static uint64_t get_be64(const uint8_t *p)
 	return v;
 }
 
-static void load_key(struct session_dir *d, bool aes, const uint8_t key[32])
+/* Key the direction's AES context (the key schedule is computed once per key). */
+static int key_aes(struct session_dir *d, bool encrypt)
+{
+	if (!d->aes && !(d->aes = EVP_CIPHER_CTX_new()))
+		return -ENOMEM;
+	int ok = encrypt ? EVP_EncryptInit_ex(d->aes, EVP_aes_256_gcm(), NULL, d->key, NULL)
+			 : EVP_DecryptInit_ex(d->aes, EVP_aes_256_gcm(), NULL, d->key, NULL);
+	return ok == 1 ? 0 : -EIO;
+}
+
+static int load_key(struct session_dir *d, bool aes, bool encrypt, const uint8_t key[32])
 {
 	memcpy(d->key, key, 32);
 	d->counter = 0;
-	if (aes)
-		crypto_aead_aes256gcm_beforenm(&d->aes, d->key);
+	return aes ? key_aes(d, encrypt) : 0;
 }
 
-void session_init(struct session *s, bool tracer, bool aes, const uint8_t tx_key[32],
-		  const uint8_t rx_key[32])
+int session_init(struct session *s, bool tracer, bool aes, const uint8_t tx_key[32],
+		 const uint8_t rx_key[32])
 {
 	memset(s, 0, sizeof(*s));
 	s->tracer = tracer;
 	s->aes = aes;
-	load_key(&s->tx, aes, tx_key);
-	load_key(&s->rx, aes, rx_key);
+	int err = load_key(&s->tx, aes, true, tx_key);
+	if (!err)
+		err = load_key(&s->rx, aes, false, rx_key);
+	return err;
 }
 
 void session_wipe(struct session *s)
 {
+	/* EVP_CIPHER_CTX_free clears the key schedule it holds */
+	EVP_CIPHER_CTX_free(s->tx.aes);
+	EVP_CIPHER_CTX_free(s->rx.aes);
 	sodium_memzero(s, sizeof(*s));
 }
 
@@ -66,7 +80,7 @@ uint32_t session_tag_room(const struct session *s)
 }
 
 /* Every SESSION_REKEY_RECORDS records: key' = BLAKE2b(key, "rekey"), on both ends alike. */
-static void maybe_rekey(struct session_dir *d, bool aes)
+static void maybe_rekey(struct session_dir *d, bool aes, bool encrypt)
 {
 	if (d->counter == 0 || d->counter % SESSION_REKEY_RECORDS)
 		return;
@@ -75,13 +89,40 @@ static void maybe_rekey(struct session_dir *d, bool aes)
 	memcpy(d->key, next, 32);
 	sodium_memzero(next, sizeof(next));
 	if (aes)
-		crypto_aead_aes256gcm_beforenm(&d->aes, d->key);
+		key_aes(d, encrypt);
 }
 
 static void nonce_of(uint64_t counter, uint8_t nonce[12])
 {
 	memset(nonce, 0, 4);
 	put_be64(nonce + 4, counter);
+}
+
+/* AES-256-GCM in place: IV, the one AD byte, the body, the tag after it (OpenSSL EVP). */
+static int aes_seal(EVP_CIPHER_CTX *c, const uint8_t nonce[12], const uint8_t *ad, uint8_t *body,
+		    uint32_t len)
+{
+	int n;
+	if (EVP_EncryptInit_ex(c, NULL, NULL, NULL, nonce) != 1 ||
+	    EVP_EncryptUpdate(c, NULL, &n, ad, 1) != 1 ||
+	    EVP_EncryptUpdate(c, body, &n, body, (int)len) != 1 ||
+	    EVP_EncryptFinal_ex(c, body + len, &n) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, SESSION_TAG_LEN, body + len) != 1)
+		return -EIO;
+	return 0;
+}
+
+static int aes_open(EVP_CIPHER_CTX *c, const uint8_t nonce[12], const uint8_t *ad, uint8_t *body,
+		    uint32_t len)
+{
+	int n;
+	if (EVP_DecryptInit_ex(c, NULL, NULL, NULL, nonce) != 1 ||
+	    EVP_DecryptUpdate(c, NULL, &n, ad, 1) != 1 ||
+	    EVP_DecryptUpdate(c, body, &n, body, (int)len) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, SESSION_TAG_LEN, body + len) != 1)
+		return -1;
+	uint8_t none[16];
+	return EVP_DecryptFinal_ex(c, none, &n) == 1 ? 0 : -1;
 }
 
 int session_seal(struct session *s, uint8_t *rec, uint32_t body_len)
@@ -99,14 +140,12 @@ int session_seal(struct session *s, uint8_t *rec, uint32_t body_len)
 		return 0;
 	}
 	rec[4] = REC_SECURE;
-	maybe_rekey(&s->tx, s->aes);
+	maybe_rekey(&s->tx, s->aes, true);
 	uint8_t nonce[12];
 	nonce_of(s->tx.counter++, nonce);
 	unsigned long long maclen;
 	if (s->aes)
-		crypto_aead_aes256gcm_encrypt_detached_afternm(body, body + body_len, &maclen, body,
-							       body_len, rec + 4, 1, NULL, nonce,
-							       &s->tx.aes);
+		return aes_seal(s->tx.aes, nonce, rec + 4, body, body_len);
 	else
 		crypto_aead_chacha20poly1305_ietf_encrypt_detached(body, body + body_len, &maclen,
 								   body, body_len, rec + 4, 1, NULL,
@@ -133,16 +172,14 @@ int session_open(struct session *s, uint8_t *rec, uint32_t len, uint8_t **plain,
 		return open_tracer(s, rec, len, plain, plain_len);
 	if (len < 1 + SESSION_TAG_LEN || rec[0] != REC_SECURE)
 		return -EBADMSG;
-	maybe_rekey(&s->rx, s->aes);
+	maybe_rekey(&s->rx, s->aes, false);
 	uint8_t nonce[12];
 	nonce_of(s->rx.counter, nonce);
 	uint8_t *body = rec + 1;
 	uint32_t body_len = len - 1 - SESSION_TAG_LEN;
 	int ret;
 	if (s->aes)
-		ret = crypto_aead_aes256gcm_decrypt_detached_afternm(body, NULL, body, body_len,
-								     body + body_len, rec, 1, nonce,
-								     &s->rx.aes);
+		ret = aes_open(s->rx.aes, nonce, rec, body, body_len);
 	else
 		ret = crypto_aead_chacha20poly1305_ietf_decrypt_detached(body, NULL, body, body_len,
 									 body + body_len, rec, 1,
