@@ -113,10 +113,10 @@ int hs_start(struct handshake *hs, const struct hs_config *cfg, bool initiator, 
 	memset(hs, 0, sizeof(*hs));
 	hs->cfg = *cfg;
 	hs->initiator = initiator;
-	crypto_box_keypair(hs->e_pk, hs->e_sk);
 	*outlen = 0;
 	if (!initiator)
-		return HS_CONTINUE;
+		return HS_CONTINUE; /* no key work until a msg1 passed the cheap checks */
+	crypto_box_keypair(hs->e_pk, hs->e_sk);
 	put_hdr(hs->msg1, 1, own_flags(cfg, crypto_aead_aes256gcm_is_available()));
 	memcpy(hs->msg1 + HDR_LEN, cfg->network_tag, 8);
 	memcpy(hs->msg1 + 16, hs->e_pk, 32);
@@ -210,6 +210,7 @@ static int on_msg1(struct handshake *hs, const uint8_t *in, size_t len, uint8_t 
 	if (err)
 		return err;
 	memcpy(hs->msg1, in, HS_MSG1_LEN);
+	crypto_box_keypair(hs->e_pk, hs->e_sk);
 	hs->aes = (get_flags(in) & HS_FLAG_AES) && crypto_aead_aes256gcm_is_available();
 	put_hdr(hs->msg2, 2, own_flags(&hs->cfg, hs->aes));
 	memcpy(hs->msg2 + HDR_LEN, hs->e_pk, 32);
