@@ -110,9 +110,13 @@ static void finish_close(struct eng_stream *s)
 	if (s->closed || s->inflight)
 		return;
 	s->closed = true;
-	for (unsigned i = s->seg_first; i < s->nsegs; i++)
-		if (s->segs[i].msg)
-			s->ops->on_msg_done(s, s->segs[i].msg, -ECONNRESET);
+	for (unsigned i = s->seg_first; i < s->nsegs; i++) {
+		struct eng_stream_seg *g = &s->segs[i];
+		if (g->msg)
+			s->ops->on_msg_done(s, g->msg, -ECONNRESET);
+		else if (g->staged_msgs)
+			s->ops->on_staged_done(s, g->staged_msgs, g->staged_bytes, -ECONNRESET);
+	}
 	s->nsegs = s->seg_first = 0;
 	struct crust_msg *m;
 	while ((m = eng_txq_pop(&s->txq)))
@@ -278,7 +282,12 @@ static void recv_cb(struct shard *sh, struct eng_op *op, const struct io_uring_c
 	}
 	else if (cqe->res > 0)
 		arm_recv(s);
-	else
+	else if (cqe->res == 0 && !s->write_shut &&
+		 (s->sending || s->seg_first < s->nsegs || !eng_txq_empty(&s->txq))) {
+		/* the peer finished sending; what we still have for it goes out first */
+		s->peer_eof = true;
+		s->draining = true;
+	} else
 		eng_stream_close(s, cqe->res);
 }
 
@@ -365,10 +374,18 @@ static void seal(struct eng_stream *s, uint8_t *rec, uint32_t body_len)
 static void add_seg(struct eng_stream *s, uint8_t *p, uint32_t len, struct crust_msg *m)
 {
 	struct eng_stream_seg *last = s->nsegs ? &s->segs[s->nsegs - 1] : NULL;
-	if (!m && last && !last->msg && last->p + last->len == p)
+	if (!m && last && !last->msg && last->p + last->len == p) {
 		last->len += len;
-	else
-		s->segs[s->nsegs++] = (struct eng_stream_seg){ p, len, m };
+	} else {
+		s->segs[s->nsegs++] = (struct eng_stream_seg){ p, len, m, 0, 0 };
+		last = &s->segs[s->nsegs - 1];
+	}
+	if (!m) {
+		last->staged_msgs += s->rec_msgs;
+		last->staged_bytes += s->rec_bytes;
+		s->rec_msgs = 0;
+		s->rec_bytes = 0;
+	}
 }
 
 /* Seal the open run of small frames in the chunk and queue it for sending. */
@@ -402,6 +419,10 @@ static bool stage_small(struct eng_stream *s, struct crust_msg *m, uint32_t flen
 	}
 	memcpy(s->chunk + s->chunk_used, eng_msg_frame(m), flen);
 	s->chunk_used += flen;
+	if (m->acct) {
+		s->rec_msgs++;
+		s->rec_bytes += m->len;
+	}
 	return true;
 }
 
@@ -431,7 +452,7 @@ static void gather(struct eng_stream *s)
 			if (!stage_small(s, m, flen))
 				break;
 			eng_txq_pop(&s->txq);
-			s->ops->on_msg_done(s, m, 0);
+			s->ops->on_msg_done(s, m, ENG_MSG_STAGED);
 		} else {
 			eng_txq_pop(&s->txq);
 			add_own(s, m);
@@ -498,6 +519,8 @@ static void consume(struct eng_stream *s, uint32_t res)
 		s->seg_first++;
 		if (g->msg)
 			s->ops->on_msg_done(s, g->msg, 0);
+		else if (g->staged_msgs)
+			s->ops->on_staged_done(s, g->staged_msgs, g->staged_bytes, 0);
 	}
 }
 
@@ -539,6 +562,8 @@ static void maybe_shut_write(struct eng_stream *s)
 		return;
 	s->write_shut = true;
 	shutdown(s->fd, SHUT_WR);
+	if (s->peer_eof)
+		eng_stream_close(s, 0);
 }
 
 void eng_stream_shutdown(struct eng_stream *s)

@@ -33,8 +33,14 @@ struct eng_stream_ops {
 	 * after this returns; take one (eng_msg_view) to keep any of it.
 	 */
 	void (*on_data)(struct eng_stream *s, struct eng_rxbuf *b, uint8_t *p, uint32_t n);
-	/* a queued message left the queue: 0 = handed to the kernel, else -errno. Owner frees it. */
+	/*
+	 * A queued message left the queue; the owner frees it. status: 0 =
+	 * handed to the kernel, ENG_MSG_STAGED = copied into a staging chunk
+	 * (its fate follows in on_staged_done), else -errno (never sent).
+	 */
 	void (*on_msg_done)(struct eng_stream *s, struct crust_msg *m, int status);
+	/* staged messages with acct set: nmsgs/nbytes went to the kernel (0) or never will (-errno) */
+	void (*on_staged_done)(struct eng_stream *s, uint32_t nmsgs, uint64_t nbytes, int status);
 	/* final callback; err 0 = orderly end or local close, else -errno */
 	void (*on_closed)(struct eng_stream *s, int err);
 };
@@ -51,10 +57,14 @@ struct eng_sealer {
 	void *ctx;
 };
 
+#define ENG_MSG_STAGED 1
+
 struct eng_stream_seg {
 	uint8_t *p;
 	uint32_t len;
 	struct crust_msg *msg; /* NULL: bytes in the stream's chunk */
+	uint32_t staged_msgs;  /* chunk segs: charged messages copied in, and their bytes */
+	uint64_t staged_bytes;
 };
 
 struct eng_stream {
@@ -77,6 +87,8 @@ struct eng_stream {
 	uint8_t *zc_hold;         /* a sent chunk waiting for its notification */
 	const struct eng_sealer *sealer;
 	uint32_t rec_start;       /* the open record's offset in chunk */
+	uint32_t rec_msgs;        /* charged messages in the open record, and their bytes */
+	uint64_t rec_bytes;
 	bool rec_open;
 	int seal_err;
 	struct eng_txq txq;
@@ -84,6 +96,7 @@ struct eng_stream {
 	bool recv_armed, sending, closing, closed, connecting;
 	bool pausing;             /* receive cancelled because the user holds too much */
 	bool draining, write_shut; /* eng_stream_shutdown: flush, then SHUT_WR */
+	bool peer_eof;             /* EOF read while we still had data to send: flush, then close */
 	int close_err;
 	struct eng_stream *next_starved;
 	uint64_t rx_bytes, tx_bytes;

@@ -74,6 +74,8 @@ void conn_close(struct p2p_conn *pc, int err, const char *reason)
 {
 	if (pc->state == CONN_CLOSING)
 		return;
+	if (pc->ref && pc->ref->conn == pc)
+		atomic_store(&pc->ref->closing, true);
 	pc->state = CONN_CLOSING;
 	pc->tc->t->vt->close(pc->tc, err, reason);
 }
@@ -238,17 +240,31 @@ static void settle(struct crust_msg *m)
 	eng_msg_free(m);
 }
 
+static void count_done(struct crust_service *svc, struct tp_conn *c, uint32_t nmsgs,
+		       uint64_t nbytes, int status)
+{
+	struct p2p_conn *pc = c->user;
+	if (status == 0) {
+		atomic_fetch_add_explicit(&svc->shards[c->sh->id].tx_msgs, nmsgs,
+					  memory_order_relaxed);
+	} else {
+		pc->unsent_msgs += nmsgs;
+		pc->unsent_bytes += nbytes;
+	}
+}
+
 static void on_msg_done(void *ctx, struct tp_conn *c, struct crust_msg *m, int status)
 {
-	struct crust_service *svc = ctx;
-	struct p2p_conn *pc = c->user;
-	if (status == 0 && m->acct)
-		atomic_fetch_add_explicit(&svc->shards[c->sh->id].tx_msgs, 1, memory_order_relaxed);
-	if (status != 0 && m->acct) {
-		pc->unsent_msgs++;
-		pc->unsent_bytes += m->len;
-	}
+	/* a staged copy is counted when its chunk goes out (on_staged_done) */
+	if (m->acct && status != ENG_MSG_STAGED)
+		count_done(ctx, c, 1, m->len, status);
 	settle(m);
+}
+
+static void on_staged_done(void *ctx, struct tp_conn *c, uint32_t nmsgs, uint64_t nbytes,
+			   int status)
+{
+	count_done(ctx, c, nmsgs, nbytes, status);
 }
 
 /* Errors that mean the peer sent something it must not: worth a warning. */
@@ -319,6 +335,7 @@ const struct tp_callbacks conn_callbacks = {
 	.connected = on_connected,
 	.received = on_received,
 	.msg_done = on_msg_done,
+	.staged_done = on_staged_done,
 	.closed = on_closed,
 };
 
@@ -348,6 +365,16 @@ void conn_send(struct crust_service *svc, struct peer_ref *ref, struct crust_msg
 		return;
 	}
 	int err = -ENOTCONN;
+	if (!pc && !next && atomic_load(&ref->dead)) {
+		/* waiting for the connection the peer kept: hold it for that one */
+		m->next = NULL;
+		if (ref->parked_tail)
+			ref->parked_tail->next = m;
+		else
+			ref->parked = m;
+		ref->parked_tail = m;
+		return;
+	}
 	if (pc && pc->state == CONN_UP) {
 		err = pc->tc->t->vt->send(pc->tc, m);
 		if (err == 0) {
@@ -358,6 +385,23 @@ void conn_send(struct crust_service *svc, struct peer_ref *ref, struct crust_msg
 	}
 	report_unsent(svc, ref, m, err);
 	settle(m);
+}
+
+void conn_flush_parked(struct crust_service *svc, struct peer_ref *ref, bool fail)
+{
+	struct crust_msg *m = ref->parked;
+	ref->parked = ref->parked_tail = NULL;
+	while (m) {
+		struct crust_msg *next = m->next;
+		m->next = NULL;
+		if (fail) {
+			report_unsent(svc, ref, m, -ENOTCONN);
+			settle(m);
+		} else {
+			conn_send(svc, ref, m);
+		}
+		m = next;
+	}
 }
 
 static void forward_on_shard(struct shard *sh, struct eng_mail *mail)

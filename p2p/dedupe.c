@@ -45,7 +45,7 @@ void dedupe_retire(struct p2p_conn *pc)
 	pc->state = CONN_RETIRING;
 	liveness_stop(pc);
 	conn_send_ctrl(pc, CTRL_RETIRE);
-	pc->tc->t->vt->shutdown(pc->tc);
+	pc->tc->t->vt->shutdown(pc->tc, 0, "duplicate connection retired");
 	eng_timer_init(&pc->hs_timer, retire_timeout_cb, pc);
 	eng_timer_arm(&pc->tc->sh->timers, &pc->hs_timer, pc->svc->cfg.handshake_timeout_ms);
 }
@@ -53,6 +53,7 @@ void dedupe_retire(struct p2p_conn *pc)
 struct retire_mail {
 	struct eng_mail m;
 	struct peer_ref *ref;
+	struct crust_service *svc;
 };
 
 static void retire_on_shard(struct shard *sh, struct eng_mail *m)
@@ -61,6 +62,7 @@ static void retire_on_shard(struct shard *sh, struct eng_mail *m)
 	struct retire_mail *rm = (struct retire_mail *)m;
 	if (rm->ref->conn)
 		dedupe_retire(rm->ref->conn);
+	conn_flush_parked(rm->svc, rm->ref, false); /* the successor is set: they go to it */
 	peer_put(rm->ref);
 	free(rm);
 }
@@ -74,6 +76,7 @@ static bool take_over(struct p2p_conn *pc, struct peer_ref *ref, struct peer_ref
 	if (rm) {
 		rm->m.fn = retire_on_shard;
 		rm->ref = old; /* our lookup reference moves into the mail */
+		rm->svc = pc->svc;
 		eng_post(old->sh, &rm->m);
 	} else {
 		peer_put(old);
@@ -88,6 +91,13 @@ bool dedupe_register(struct p2p_conn *pc, struct peer_ref *ref)
 		struct peer_ref *old = peer_insert_or_existing(svc, ref);
 		if (!old)
 			return true; /* the first connection to this peer */
+		if (atomic_load(&old->closing) && !atomic_load(&old->dead)) {
+			/* a drop (or error) is ending the peer's connection: it wins over a racing duplicate */
+			peer_put(old);
+			pc->stopping = true;
+			conn_close(pc, -ECONNABORTED, "duplicate of a connection being closed");
+			return false;
+		}
 		bool old_dead = atomic_load(&old->dead);
 		if (old_dead || compare(&svc->id, ref, old) < 0) {
 			/* quietly replace: the user already knows this peer */
@@ -117,6 +127,7 @@ static void wait_done_cb(struct eng_timer *t, void *ctx)
 	struct wait_successor *w = ctx;
 	if (!atomic_load(&w->ref->successor)) {
 		peer_remove(w->svc, w->ref);
+		conn_flush_parked(w->svc, w->ref, true);
 		event_emit(w->svc, &w->lost);
 	}
 	peer_put(w->ref);

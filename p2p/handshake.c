@@ -64,6 +64,41 @@ static uint16_t own_flags(const struct hs_config *cfg, bool aes)
 	return (uint16_t)((cfg->tracer ? HS_FLAG_TRACER : 0) | (aes ? HS_FLAG_AES : 0));
 }
 
+/* Why a responder refuses a msg1, as sent in a refusal (type 4). */
+enum refusal { REFUSE_NETWORK = 1, REFUSE_VERSION = 2, REFUSE_TRACER = 3 };
+
+static size_t put_refusal(const struct hs_config *cfg, enum refusal why, uint8_t *out)
+{
+	put_hdr(out, 4, own_flags(cfg, false));
+	out[8] = (uint8_t)why;
+	return HS_REFUSAL_LEN;
+}
+
+/* A refusal in place of msg2: say what the responder said. */
+static int on_refusal(const uint8_t *in, size_t len, char *why, size_t wlen)
+{
+	if (len != HS_REFUSAL_LEN) {
+		snprintf(why, wlen, "malformed handshake (refusal of %zu bytes)", len);
+		return -EPROTO;
+	}
+	bool tracer = get_flags(in) & HS_FLAG_TRACER;
+	switch (in[8]) {
+	case REFUSE_NETWORK:
+		snprintf(why, wlen, "refused by peer: it belongs to another network");
+		break;
+	case REFUSE_VERSION:
+		snprintf(why, wlen, "refused by peer: unsupported protocol version");
+		break;
+	case REFUSE_TRACER:
+		snprintf(why, wlen, "refused by peer: tracer mode mismatch (the peer is %s)",
+			 tracer ? "tracer" : "secure");
+		break;
+	default:
+		snprintf(why, wlen, "refused by peer (reason %u)", in[8]);
+	}
+	return -ECONNREFUSED;
+}
+
 static int check_hdr(const uint8_t *in, size_t len, uint8_t type, size_t want, char *why,
 		     size_t wlen)
 {
@@ -202,13 +237,29 @@ static void derive_traffic_keys(struct handshake *hs)
 	sodium_memzero(hs->dh, sizeof(hs->dh));
 }
 
+/* Tell a dialer whose msg1 we refuse why, when the reason is not a secret. */
+static void refusal_for(const struct hs_config *cfg, const uint8_t *in, size_t len, uint8_t *out,
+			size_t *outlen)
+{
+	if (len < 6 || memcmp(in, HS_MAGIC, 4) != 0)
+		return; /* not a crust peer: say nothing */
+	if (in[4] != HS_VERSION)
+		*outlen = put_refusal(cfg, REFUSE_VERSION, out);
+	else if (len == HS_MSG1_LEN && in[5] == 1 && memcmp(in + HDR_LEN, cfg->network_tag, 8))
+		*outlen = put_refusal(cfg, REFUSE_NETWORK, out);
+	else if (len == HS_MSG1_LEN && in[5] == 1)
+		*outlen = put_refusal(cfg, REFUSE_TRACER, out);
+}
+
 /* Responder: msg1 in, msg2 out. */
 static int on_msg1(struct handshake *hs, const uint8_t *in, size_t len, uint8_t *out,
 		   size_t *outlen, char *why, size_t wlen)
 {
 	int err = hs_precheck_msg1(in, len, &hs->cfg, why, wlen);
-	if (err)
+	if (err) {
+		refusal_for(&hs->cfg, in, len, out, outlen);
 		return err;
+	}
 	memcpy(hs->msg1, in, HS_MSG1_LEN);
 	crypto_box_keypair(hs->e_pk, hs->e_sk);
 	hs->aes = (get_flags(in) & HS_FLAG_AES) && crypto_aead_aes256gcm_is_available();
@@ -233,6 +284,8 @@ static int on_msg1(struct handshake *hs, const uint8_t *in, size_t len, uint8_t 
 static int on_msg2(struct handshake *hs, const uint8_t *in, size_t len, uint8_t *out,
 		   size_t *outlen, char *why, size_t wlen)
 {
+	if (len >= 6 && !memcmp(in, HS_MAGIC, 4) && in[4] == HS_VERSION && in[5] == 4)
+		return on_refusal(in, len, why, wlen);
 	int err = check_hdr(in, len, 2, HS_MSG2_LEN, why, wlen);
 	if (!err)
 		err = check_tracer(&hs->cfg, get_flags(in), why, wlen);

@@ -24,6 +24,7 @@
 #define HS_MSG1_LEN 48
 #define HS_MSG2_LEN 154
 #define HS_MSG3_LEN 122
+#define HS_REFUSAL_LEN 9
 #define HS_MAX_LEN HS_MSG2_LEN
 #define HS_FLAG_TRACER 1u
 #define HS_FLAG_AES 2u
@@ -69,7 +70,9 @@ int hs_start(struct handshake *hs, const struct hs_config *cfg, bool initiator, 
  * Take the peer's next message. Returns HS_CONTINUE or HS_DONE, with a
  * reply in out when *outlen > 0, or -errno with a reason in why:
  * -EPROTO malformed/refused, -EACCES authentication failed (wrong key,
- * bad signature, not the expected peer).
+ * bad signature, not the expected peer), -ECONNREFUSED the peer refused
+ * us. On an error out may hold a refusal to send before closing (the
+ * responder tells a dialer of another network, version or mode why).
  */
 int hs_recv(struct handshake *hs, const uint8_t *in, size_t len, uint8_t *out, size_t *outlen,
 	    char *why, size_t wlen);

@@ -41,6 +41,8 @@ struct peer_ref {
 	/* set once when a duplicate connection took over (shard thread of sh writes, others read) */
 	_Atomic(struct peer_ref *) successor;
 	atomic_bool dead;                  /* its connection is gone; waiting for a successor */
+	atomic_bool closing;               /* its connection is closing (drop, error, blacklist) */
+	struct crust_msg *parked, *parked_tail; /* sh thread: sent while dead, for the successor */
 };
 
 /* Control messages inside records: length field with this bit set, one code byte. */
@@ -48,11 +50,13 @@ struct peer_ref {
 enum ctrl_code { CTRL_PING = 1, CTRL_RETIRE = 2 };
 
 /*
- * HANDSHAKE -> UP (announced, or silently taking over from a duplicate)
+ * HANDSHAKE -> CONFIRMING (initiator only: keys agreed, waiting for the
+ * responder's first record, which proves it accepted us) -> UP
+ * (announced, or silently taking over from a duplicate)
  * -> RETIRING (a duplicate that lost: drains, then closes without an event)
  * -> CLOSING. Any state can go straight to CLOSING.
  */
-enum conn_state { CONN_HANDSHAKE, CONN_UP, CONN_RETIRING, CONN_CLOSING };
+enum conn_state { CONN_HANDSHAKE, CONN_CONFIRMING, CONN_UP, CONN_RETIRING, CONN_CLOSING };
 
 /* One connection, owned by its shard. */
 struct p2p_conn {
@@ -167,6 +171,8 @@ void dedupe_retire(struct p2p_conn *pc);
  * comes; the table entry stays until then).
  */
 enum dedupe_close { DEDUPE_REPORT, DEDUPE_QUIET, DEDUPE_WAIT };
+/* ref's shard: hand messages parked on a dead ref to its successor, or fail them. */
+void conn_flush_parked(struct crust_service *svc, struct peer_ref *ref, bool fail);
 enum dedupe_close dedupe_closed(struct p2p_conn *pc, const struct crust_event *lost);
 
 /* liveness.c: keepalives, idle timeout, provisional grace */

@@ -85,7 +85,15 @@ static void handshake_done(struct p2p_conn *pc)
 		.ctx = &pc->session,
 	};
 	pc->tc->t->vt->set_sealer(pc->tc, &pc->sealer);
+	if (pc->outgoing) {
+		/* the responder may still refuse us (blacklist, duplicate): wait for its first record */
+		pc->state = CONN_CONFIRMING;
+		return;
+	}
 	conn_established(pc);
+	/* our first record tells the initiator it was accepted */
+	if (pc->state == CONN_UP)
+		conn_send_ctrl(pc, CTRL_PING);
 }
 
 static void handshake_step(struct p2p_conn *pc, struct crust_msg *m)
@@ -95,6 +103,11 @@ static void handshake_step(struct p2p_conn *pc, struct crust_msg *m)
 	char why[CRUST_REASON_LEN];
 	int ret = hs_recv(pc->hs, m->data, m->len, out, &outlen, why, sizeof(why));
 	eng_msg_free(m);
+	if (ret < 0 && outlen && send_raw(pc, out, outlen) == 0) {
+		/* let the refusal reach the dialer, then end (the handshake timer bounds it) */
+		pc->tc->t->vt->shutdown(pc->tc, ret, why);
+		return;
+	}
 	if (ret < 0) {
 		conn_close(pc, ret, why);
 		return;
@@ -186,6 +199,13 @@ static void record_received(struct p2p_conn *pc, struct crust_msg *rec)
 		return;
 	}
 	uint64_t now = pc->tc->sh->now_ms;
+	if (pc->state == CONN_CONFIRMING) {
+		conn_established(pc);
+		if (pc->state == CONN_CLOSING) {
+			eng_msg_free(rec);
+			return;
+		}
+	}
 	pc->last_rx_ms = now;
 	uint8_t *cursor = plain;
 	const uint8_t *end = plain + plain_len;

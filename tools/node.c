@@ -291,6 +291,12 @@ static void run_command(struct node *n, char *line)
 	} else if (!strcmp(line, "maintain")) {
 		if (peer_arg("maintain", arg, &id) && crust_maintain(n->svc, &id) < 0)
 			say_error("maintain", "%s", "not connected");
+	} else if (!strcmp(line, "blacklist")) {
+		int err = crust_blacklist(n->svc, arg ? arg : "");
+		if (err)
+			say_error("blacklist", "%s",
+				  err == -EINVAL ? "bad argument (want PEER, IP or IP:PORT)"
+						 : crust_strerror(err));
 	} else if (!strcmp(line, "punch"))
 		say_error("punch", "%s", "NAT traversal is not built yet");
 	else if (!strcmp(line, "peers"))

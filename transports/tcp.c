@@ -34,6 +34,7 @@ struct tcp_conn {
 	struct frame_decoder dec;
 	struct eng_timer frame_timer;
 	char reason[CRUST_REASON_LEN];
+	int shutdown_err;          /* reported when a graceful end completes */
 	bool connect_failed;
 };
 
@@ -69,9 +70,12 @@ static void tcp_close(struct tp_conn *tc, int err, const char *reason)
 	eng_stream_close(&c->s, err);
 }
 
-static void tcp_shutdown(struct tp_conn *tc)
+static void tcp_shutdown(struct tp_conn *tc, int err, const char *reason)
 {
-	eng_stream_shutdown(&((struct tcp_conn *)tc)->s);
+	struct tcp_conn *c = (struct tcp_conn *)tc;
+	set_reason(c, reason);
+	c->shutdown_err = err;
+	eng_stream_shutdown(&c->s);
 }
 
 static void tcp_set_sealer(struct tp_conn *tc, const struct eng_sealer *sealer)
@@ -140,6 +144,13 @@ static void on_msg_done(struct eng_stream *s, struct crust_msg *m, int status)
 	t->cb->msg_done(t->cb_ctx, &c->base, m, status);
 }
 
+static void on_staged_done(struct eng_stream *s, uint32_t nmsgs, uint64_t nbytes, int status)
+{
+	struct tcp_conn *c = s->owner;
+	struct transport *t = c->base.t;
+	t->cb->staged_done(t->cb_ctx, &c->base, nmsgs, nbytes, status);
+}
+
 static void on_closed(struct eng_stream *s, int err)
 {
 	struct tcp_conn *c = s->owner;
@@ -150,7 +161,7 @@ static void on_closed(struct eng_stream *s, int err)
 		if (!c->reason[0])
 			snprintf(c->reason, sizeof(c->reason), "%s",
 				 err ? strerror(-err) : "closed by peer");
-		t->cb->closed(t->cb_ctx, &c->base, err, c->reason);
+		t->cb->closed(t->cb_ctx, &c->base, err ? err : c->shutdown_err, c->reason);
 	}
 	free(c);
 }
@@ -159,6 +170,7 @@ static const struct eng_stream_ops stream_ops = {
 	.on_connected = on_connected,
 	.on_data = on_data,
 	.on_msg_done = on_msg_done,
+	.on_staged_done = on_staged_done,
 	.on_closed = on_closed,
 };
 

@@ -31,8 +31,14 @@ struct tp_callbacks {
 	void (*connected)(void *ctx, struct tp_conn *c, int res);
 	/* one whole message; the callee owns m */
 	void (*received)(void *ctx, struct tp_conn *c, struct crust_msg *m);
-	/* a message given to send() left the transport: 0 sent, else -errno; callee owns m */
+	/*
+	 * A message given to send() left the transport; callee owns m. status:
+	 * 0 sent, ENG_MSG_STAGED copied (staged_done reports its fate), -errno.
+	 */
 	void (*msg_done)(void *ctx, struct tp_conn *c, struct crust_msg *m, int status);
+	/* staged messages (counted by nmsgs/nbytes) were sent (0) or lost (-errno) */
+	void (*staged_done)(void *ctx, struct tp_conn *c, uint32_t nmsgs, uint64_t nbytes,
+			    int status);
 	/* the connection is gone (err 0 = closed locally or orderly); c is freed after return */
 	void (*closed)(void *ctx, struct tp_conn *c, int err, const char *reason);
 };
@@ -63,8 +69,11 @@ struct transport_vtable {
 	int (*send)(struct tp_conn *c, struct crust_msg *m);
 	/* Close; closed() follows with err and reason. */
 	void (*close)(struct tp_conn *c, int err, const char *reason);
-	/* Send what is queued, then end our direction; closed() follows when the peer ends too. */
-	void (*shutdown)(struct tp_conn *c);
+	/*
+	 * Send what is queued, then end our direction; closed() follows when
+	 * the peer ends too, with err and reason (if non-NULL) as given here.
+	 */
+	void (*shutdown)(struct tp_conn *c, int err, const char *reason);
 	/* Seal everything sent from now on into records (NULL: plain frames). */
 	void (*set_sealer)(struct tp_conn *c, const struct eng_sealer *sealer);
 	/* Shard thread, at shutdown: close this shard's listeners. */

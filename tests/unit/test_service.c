@@ -30,6 +30,7 @@
 #include "crust.h"
 #include "engine/msg.h" /* only to tell VIEW from HEAP messages */
 #include "p2p/handshake.h" /* a raw peer that completes the handshake and never reads */
+#include "p2p/session.h"
 
 #define WAIT_MS 10000 /* ceiling for one expected event: a hang, not a slow run */
 #define STASH 512
@@ -712,6 +713,14 @@ static void raw_accept_and_hello(struct raw_peer *r)
 	len = read_frame(r->fd, in, sizeof(in));
 	cr_assert(eq(int, hs_recv(&hs, in, len, out, &outlen, why, sizeof(why)), HS_DONE), "%s",
 		  why);
+	/* a first (empty) record confirms to the dialer that we accepted it */
+	struct session ses;
+	cr_assert(zero(int, session_init(&ses, false, hs.aes, hs.tx_key, hs.rx_key)));
+	uint8_t rec[64];
+	cr_assert(zero(int, session_seal(&ses, rec, 0)));
+	size_t rlen = session_hdr_room(&ses) + session_tag_room(&ses);
+	cr_assert(eq(sz, (size_t)write(r->fd, rec, rlen), rlen));
+	session_wipe(&ses);
 	hs_wipe(&hs);
 }
 
