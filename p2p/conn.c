@@ -92,6 +92,9 @@ void event_fill_conn(struct crust_event *ev, struct p2p_conn *pc)
 
 static void report_abuse(struct p2p_conn *pc, int err, const char *reason)
 {
+	if (pc->abuse_reported)
+		return;
+	pc->abuse_reported = true;
 	struct crust_event ev;
 	event_init(&ev, CRUST_EV_ABUSE);
 	event_fill_conn(&ev, pc);

@@ -342,15 +342,24 @@ int hs_recv(struct handshake *hs, const uint8_t *in, size_t len, uint8_t *out, s
 	    char *why, size_t wlen)
 {
 	*outlen = 0;
+	if (hs->failed) {
+		/* never build on a failed step: its state (keys, transcript) is not there */
+		snprintf(why, wlen, "handshake already failed");
+		return -EPROTO;
+	}
 	int step = hs->step++;
+	int ret = -EPROTO;
 	if (!hs->initiator && step == 0)
-		return on_msg1(hs, in, len, out, outlen, why, wlen);
-	if (hs->initiator && step == 0)
-		return on_msg2(hs, in, len, out, outlen, why, wlen);
-	if (!hs->initiator && step == 1)
-		return on_msg3(hs, in, len, why, wlen);
-	snprintf(why, wlen, "unexpected handshake message");
-	return -EPROTO;
+		ret = on_msg1(hs, in, len, out, outlen, why, wlen);
+	else if (hs->initiator && step == 0)
+		ret = on_msg2(hs, in, len, out, outlen, why, wlen);
+	else if (!hs->initiator && step == 1)
+		ret = on_msg3(hs, in, len, why, wlen);
+	else
+		snprintf(why, wlen, "unexpected handshake message");
+	if (ret < 0)
+		hs->failed = true;
+	return ret;
 }
 
 void hs_wipe(struct handshake *hs)

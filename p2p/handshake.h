@@ -44,6 +44,7 @@ struct handshake {
 	struct hs_config cfg;
 	bool initiator;
 	int step;                       /* messages processed */
+	bool failed;                    /* once a step failed, every later one fails too */
 	uint8_t e_pk[32], e_sk[32];
 	uint8_t dh[32];
 	uint8_t msg1[HS_MSG1_LEN], msg2[HS_MSG2_LEN], msg3[HS_MSG3_LEN];

@@ -80,6 +80,8 @@ struct p2p_conn {
 	bool limited;                      /* holds a limiter slot for its source */
 	bool maintained;
 	bool peer_retired;                 /* the peer said this connection is a duplicate */
+	bool refused;                      /* we sent a refusal: ignore input until it closes */
+	bool abuse_reported;
 	bool stopping;                     /* closed by crust_service_free */
 };
 

@@ -105,6 +105,11 @@ static void handshake_step(struct p2p_conn *pc, struct crust_msg *m)
 	eng_msg_free(m);
 	if (ret < 0 && outlen && send_raw(pc, out, outlen) == 0) {
 		/* let the refusal reach the dialer, then end (the handshake timer bounds it) */
+		pc->refused = true;
+		if (pc->limited) {
+			limiter_release(&pc->svc->limiter, &pc->tc->remote);
+			pc->limited = false;
+		}
 		pc->tc->t->vt->shutdown(pc->tc, ret, why);
 		return;
 	}
@@ -120,7 +125,10 @@ static void handshake_step(struct p2p_conn *pc, struct crust_msg *m)
 		handshake_done(pc);
 }
 
-/* Token bucket on incoming messages (off when max_rx_msgs_per_s is 0). */
+/*
+ * Token bucket on incoming records and messages, control ones included
+ * (off when max_rx_msgs_per_s is 0): each costs a decryption or a parse.
+ */
 static bool flooding(struct p2p_conn *pc, uint64_t now)
 {
 	uint32_t rate = pc->svc->cfg.max_rx_msgs_per_s;
@@ -207,10 +215,23 @@ static void record_received(struct p2p_conn *pc, struct crust_msg *rec)
 		}
 	}
 	pc->last_rx_ms = now;
+	if (flooding(pc, now)) {
+		eng_msg_free(rec);
+		conn_abuse(pc, -EAGAIN, "message flood above the configured rate");
+		return;
+	}
 	uint8_t *cursor = plain;
 	const uint8_t *end = plain + plain_len;
 	int ret;
+	bool first = true;
 	while ((ret = session_next_msg(&cursor, end, &msg, &len, &ctrl)) == 1) {
+		/* the record itself paid for its first message */
+		if (!first && flooding(pc, now)) {
+			eng_msg_free(rec);
+			conn_abuse(pc, -EAGAIN, "message flood above the configured rate");
+			return;
+		}
+		first = false;
 		if (ctrl) {
 			control(pc, msg, len);
 			continue;
@@ -221,11 +242,6 @@ static void record_received(struct p2p_conn *pc, struct crust_msg *rec)
 				 len, pc->svc->cfg.max_msg_size);
 			eng_msg_free(rec);
 			conn_abuse(pc, -EMSGSIZE, why);
-			return;
-		}
-		if (flooding(pc, now)) {
-			eng_msg_free(rec);
-			conn_abuse(pc, -EAGAIN, "message flood above the configured rate");
 			return;
 		}
 		pc->last_user_ms = now;
@@ -245,6 +261,10 @@ static void record_received(struct p2p_conn *pc, struct crust_msg *rec)
 
 void secure_received(struct p2p_conn *pc, struct crust_msg *m)
 {
+	if (pc->refused) {
+		eng_msg_free(m); /* nothing a refused peer says is read */
+		return;
+	}
 	if (pc->state == CONN_HANDSHAKE)
 		handshake_step(pc, m);
 	else

@@ -79,7 +79,7 @@ uint32_t session_tag_room(const struct session *s)
 	return s->tracer ? 0 : SESSION_TAG_LEN;
 }
 
-/* Every SESSION_REKEY_RECORDS records: key' = BLAKE2b(key, "rekey"), on both ends alike. */
+/* Every SESSION_REKEY_RECORDS records: key' = BLAKE2b_key("crust v2 rekey"), on both ends alike. */
 static void maybe_rekey(struct session_dir *d, bool aes, bool encrypt)
 {
 	if (d->counter == 0 || d->counter % SESSION_REKEY_RECORDS)

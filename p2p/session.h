@@ -6,7 +6,8 @@
  * Wire (docs/PROTOCOL.md): frame = u32 length | record.
  *   secure: u8 0x10 | AEAD(plaintext) | 16-byte tag
  *   tracer: "CRTR" | u8 0x20 | u64 counter | plaintext
- * plaintext = messages, each u32 length | bytes; none = keepalive.
+ * plaintext = messages, each u32 header | bytes (header bit 31: a control
+ * message, e.g. a keepalive); a record may hold none.
  * Nonces are the per-direction record counter, never sent: a replayed,
  * reordered, dropped or altered record fails to open.
  */

@@ -40,6 +40,7 @@ static void node_usage(FILE *f)
 	      "                  [--handshake-timeout-ms N] [--frame-timeout-ms N] [--verbose]\n"
 	      "                  [--identity F] [--tracer] [--keepalive-ms N] [--idle-timeout-ms N]\n"
 	      "                  [--provisional-ms N (0 = never)] [--max-rx-msgs-per-s N]\n"
+	      "                  [--hs-rate-per-s N] [--hs-burst N] [--hs-max-pending N]\n"
 	      "                  [--config F] [--cache F] [--beacon-port N] [--no-beacon]\n"
 	      "                  [--coordinator ADDR:PORT]\n"
 	      "stdin: connect ADDR:PORT [PEER] | send PEER TEXT | drop PEER | maintain PEER |\n"
@@ -55,7 +56,7 @@ enum {
 	OPT_TCP = 1000, OPT_RUDP, OPT_SHARDS, OPT_BIND, OPT_CONNECT, OPT_NETWORK, OPT_MAXMSG,
 	OPT_HS_TIMEOUT, OPT_FRAME_TIMEOUT, OPT_CONFIG, OPT_CACHE, OPT_IDENTITY, OPT_BEACON_PORT,
 	OPT_NO_BEACON, OPT_COORD, OPT_TRACER, OPT_VERBOSE, OPT_HELP, OPT_KEEPALIVE, OPT_IDLE,
-	OPT_PROVISIONAL, OPT_FLOOD,
+	OPT_PROVISIONAL, OPT_FLOOD, OPT_HS_RATE, OPT_HS_BURST, OPT_HS_PENDING,
 };
 
 static const struct option options[] = {
@@ -81,6 +82,9 @@ static const struct option options[] = {
 	{ "idle-timeout-ms", required_argument, NULL, OPT_IDLE },
 	{ "provisional-ms", required_argument, NULL, OPT_PROVISIONAL },
 	{ "max-rx-msgs-per-s", required_argument, NULL, OPT_FLOOD },
+	{ "hs-rate-per-s", required_argument, NULL, OPT_HS_RATE },
+	{ "hs-burst", required_argument, NULL, OPT_HS_BURST },
+	{ "hs-max-pending", required_argument, NULL, OPT_HS_PENDING },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -162,6 +166,21 @@ static int parse_options(int argc, char **argv, struct crust_config *cfg, struct
 			if (!cli_uint("--provisional-ms", optarg, 0, 3600000, &v))
 				return EXIT_USAGE;
 			cfg->provisional_grace_ms = v ? (uint32_t)v : UINT32_MAX;
+			break;
+		case OPT_HS_RATE:
+			if (!cli_uint("--hs-rate-per-s", optarg, 1, 1u << 24, &v))
+				return EXIT_USAGE;
+			cfg->hs_rate_per_s = (uint32_t)v;
+			break;
+		case OPT_HS_BURST:
+			if (!cli_uint("--hs-burst", optarg, 1, 1u << 24, &v))
+				return EXIT_USAGE;
+			cfg->hs_burst = (uint32_t)v;
+			break;
+		case OPT_HS_PENDING:
+			if (!cli_uint("--hs-max-pending", optarg, 1, 1u << 24, &v))
+				return EXIT_USAGE;
+			cfg->hs_max_pending = (uint32_t)v;
 			break;
 		case OPT_FLOOD:
 			if (!cli_uint("--max-rx-msgs-per-s", optarg, 0, 1u << 30, &v))

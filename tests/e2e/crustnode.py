@@ -43,9 +43,12 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 
 DEFAULT_TIMEOUT = 15.0
 
-# --- the wire format (p2p/hello.c, transports/framing.c) ---------------------
+# --- the wire format --------------------------------------------------------------
+# Version 2 (docs/PROTOCOL.md) lives in crustwire.py (it needs PyNaCl); what
+# is here is the plain framing, and the old version 1 hello, kept so tests
+# can check that a node refuses it.
 
-HELLO_LEN = 52
+HELLO_V1_LEN = 52
 FRAME_HDR_LEN = 4
 
 
@@ -54,31 +57,15 @@ def frame(payload):
     return struct.pack(">I", len(payload)) + payload
 
 
-def hello(peer_id=None, listen_port=0, network=b"\0" * 8, magic=b"CRST", version=1,
-          type_=1):
-    """A 52-byte hello payload (not framed)."""
+def hello_v1(peer_id=None, listen_port=0, network=b"\0" * 8, magic=b"CRST", version=1,
+             type_=1):
+    """The 52-byte clear hello of wire version 1 (not framed): what an old
+    crust sends first. Version 2 nodes must refuse it."""
     if peer_id is None:
         peer_id = os.urandom(32)
     assert len(peer_id) == 32 and len(network) == 8 and len(magic) == 4
     return (magic + bytes([version, type_, 0, 0]) + network + peer_id +
             struct.pack(">H", listen_port) + b"\0\0")
-
-
-def parse_hello(payload):
-    """Decode a hello payload into a dict; raises ValueError if malformed."""
-    if len(payload) != HELLO_LEN:
-        raise ValueError("hello is %d bytes, want %d" % (len(payload), HELLO_LEN))
-    if payload[:4] != b"CRST":
-        raise ValueError("bad magic %r" % payload[:4])
-    return {
-        "version": payload[4],
-        "type": payload[5],
-        "flags": payload[6:8],
-        "network": payload[8:16],
-        "peer": payload[16:48].hex(),
-        "listen_port": struct.unpack(">H", payload[48:50])[0],
-        "pad": payload[50:52],
-    }
 
 
 def recv_exact(sock, n):

@@ -5,6 +5,8 @@
 #   BUILD=dir             build directory (default build)
 #   E2E_TIMEOUT=seconds   hard limit per test (default 120)
 #   E2E_FILTER=substring  run only the tests whose name contains it
+#   PYTHON=interpreter    for the test_*.py (default: python3, or /usr/bin/python3
+#                         when python3 is another install that lacks PyNaCl)
 #
 # Prints "PASS name" or "FAIL name" per test (a failing test's output
 # follows its FAIL line), then "N passed, M failed". Exit 1 if any failed.
@@ -22,6 +24,20 @@ export PYTHONDONTWRITEBYTECODE=1
 LIMIT=${E2E_TIMEOUT:-120}
 FILTER=${E2E_FILTER:-}
 
+# the tests need PyNaCl (Debian python3-nacl, see tools/deps.sh): a python3
+# earlier in PATH (pyenv, a venv) may not see Debian's packages
+if [ -z "${PYTHON:-}" ]; then
+	PYTHON=python3
+	if ! python3 -c 'import nacl.bindings' 2>/dev/null && [ -x /usr/bin/python3 ] &&
+		/usr/bin/python3 -c 'import nacl.bindings' 2>/dev/null; then
+		PYTHON=/usr/bin/python3
+	fi
+fi
+export PYTHON
+if ! "$PYTHON" -c 'import nacl.bindings' 2>/dev/null; then
+	echo "run.sh: $PYTHON cannot import nacl (PyNaCl): install python3-nacl (tools/deps.sh base)" >&2
+fi
+
 passed=0
 failed=0
 failed_names=()
@@ -38,7 +54,7 @@ for t in "$HERE"/test_*.py "$HERE"/test_*.sh; do
 	name=$(basename "$t")
 	case $name in *"$FILTER"*) ;; *) continue ;; esac
 	case $name in
-	*.py) cmd=(python3 "$t") ;;
+	*.py) cmd=("$PYTHON" "$t") ;;
 	*) cmd=(bash "$t") ;;
 	esac
 	# timeout runs the test in its own process group and signals the whole

@@ -249,3 +249,22 @@ Test(session, a_message_length_past_the_end_is_malformed)
 	bool ctrl;
 	cr_assert_eq(session_next_msg(&cur, plain + sizeof(plain), &m, &len, &ctrl), -EBADMSG);
 }
+
+Test(handshake, nothing_is_accepted_after_a_refused_msg1)
+{
+	/* a dialer refused at msg1 must not complete with a msg3 built from empty state */
+	struct identity a, b;
+	make_id(&a);
+	make_id(&b);
+	struct hs_config ca = config(&a, false), cb = config(&b, false);
+	hs_network_tag("other", ca.network_tag);
+	struct handshake i, r;
+	uint8_t m1[HS_MAX_LEN], out[HS_MAX_LEN], zero_m3[HS_MSG3_LEN] = "CRST\x02\x03";
+	size_t l1, outlen;
+	char why[128];
+	hs_start(&i, &ca, true, m1, &l1);
+	hs_start(&r, &cb, false, out, &outlen);
+	cr_assert_eq(hs_recv(&r, m1, l1, out, &outlen, why, sizeof(why)), -EPROTO);
+	cr_assert_eq(outlen, HS_REFUSAL_LEN, "a refusal is sent");
+	cr_assert_lt(hs_recv(&r, zero_m3, sizeof(zero_m3), out, &outlen, why, sizeof(why)), 0);
+}
