@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# perf/run.sh - crust bench beside iperf3 on loopback, medians of repeated runs.
+# perf/run.sh - crust bench beside iperf3 and in-process ceilings on loopback,
+# medians of repeated runs.
 #
-#   perf/run.sh [CRUST]          CRUST defaults to build/crust
+#   perf/run.sh [CRUST]          CRUST defaults to build/crust (libcrust.a beside it)
 #
 # Environment:
 #   BENCH_SECONDS=5   measured seconds per run (crust after its 0.5 s warm-up,
 #                     iperf3 after -O 1, one omitted second)
 #   REPEAT=3          runs of each, interleaved so every scenario sees the same noise
+#   HS_CONNS=64       crust bench handshakes: dials in flight (one dialer service each)
+#   IDLE_CONNS=1000   crust bench idle: connections held
+#   IDLE_SECONDS=2    crust bench idle: seconds they are held
 #   OUT=perf/out      results.json, results.md, results.png, raw/ (every run)
 #   QUIET_WAIT=60     seconds to wait before each run for an idle machine (0: don't)
 #   NOISE_MAX=0.15    a run during which other processes used more than this share
@@ -14,14 +18,21 @@
 #   CRUST_ARGS=""     extra arguments for every crust bench run
 #   CRUST_SOURCE      what was built, for the record (default: git describe --dirty)
 #
-# Pinning is the same on both sides: receiver/server on cpu 0, sender/client on cpu 1.
+# Pinning is the same on both sides: receiver/server/listener on cpu 0, sender/client/
+# dialers on cpu 1.
 # Each iperf3 test gets a one-off server on a free port, stopped by PID on exit.
 # Baselines: tcp-bulk against iperf3 single stream (128 KiB writes, its default,
 # the same size as crust's messages) and, as the stronger reference, iperf3 -l 1M;
 # tcp-msgs against iperf3 -l 64 (one send() per 64-byte message). crust runs each
 # scenario twice: sealed records (the default, AES-256-GCM) and --tracer (clear
-# records: the same path without the AEAD, comparable with iperf3's plain TCP).
-# perf/aead_speed.c, built here when a compiler is present, gives the AEAD ceiling.
+# records: the same path without the AEAD, comparable with iperf3's plain TCP), plus a
+# diagnostic sealed tcp-bulk run with an 8 MiB send queue and glibc's heap trimming off
+# (docs/BENCHMARKS.md, "Where the time goes").
+# In-process ceilings, built here: perf/aead_speed.c (the record ciphers on one core,
+# the baseline of sealed tcp-bulk) and perf/hs_speed.c (the handshake's cpu per role,
+# the baseline of crust bench handshakes).
+# Then crust bench handshakes (handshakes/s, cpu per 1000) and crust bench idle
+# (memory per connection).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,16 +43,21 @@ out=${OUT:-perf/out}
 quiet_wait=${QUIET_WAIT:-60}
 noise_max=${NOISE_MAX:-0.15}
 retries=${RETRIES:-2}
+hs_conns=${HS_CONNS:-64}
+idle_conns=${IDLE_CONNS:-1000}
+idle_seconds=${IDLE_SECONDS:-2}
 crust_args=${CRUST_ARGS:-}
 source=${CRUST_SOURCE:-$(git describe --always --dirty 2>/dev/null || echo unknown)}
 server_pid=""
 
 die() { echo "perf/run.sh: $*" >&2; exit 1; }
 
-for tool in iperf3 python3 taskset ss; do
+for tool in iperf3 python3 taskset ss cc pkg-config; do
 	command -v "$tool" >/dev/null || die "$tool not found (tools/deps.sh bench installs it)"
 done
 [ -x "$crust" ] || die "$crust not built (make)"
+libcrust=$(dirname "$crust")/libcrust.a
+[ -r "$libcrust" ] || die "$libcrust not built (make)"
 [ "$(nproc)" -ge 2 ] || die "needs 2 cpus (pinning: cpu 0 receives, cpu 1 sends)"
 
 cleanup() {
@@ -182,23 +198,61 @@ crust_bench() {
 	"$crust" bench "$scenario" --seconds "$secs" --json-only $crust_args "$@"
 }
 
+# The diagnostic run: no fresh pages (glibc keeps freed heap memory, messages never
+# mmapped) and a send queue that stays in cache.
+crust_bench_tuned() {
+	GLIBC_TUNABLES=glibc.malloc.trim_threshold=4294967295:glibc.malloc.mmap_threshold=33554432 \
+		crust_bench "$@" --send-queue 8388608
+}
+
+# The in-process ceilings: build them against what the bench runs.
+build_tools() {
+	local root
+	root=$(cd "$here/.." && pwd)
+	# shellcheck disable=SC2046
+	cc -O2 "$here/aead_speed.c" $(pkg-config --cflags libcrypto libsodium) \
+		$(pkg-config --libs libcrypto libsodium) -lpthread -o "$out/aead_speed" ||
+		die "cannot build perf/aead_speed.c"
+	# shellcheck disable=SC2046
+	cc -O2 -I"$root/include" -I"$root" $(pkg-config --cflags liburing libsodium libcrypto) \
+		"$here/hs_speed.c" "$libcrust" $(pkg-config --libs liburing libsodium libcrypto) \
+		-lpthread -o "$out/hs_speed" || die "cannot build perf/hs_speed.c"
+}
+
+# aead_speed on cpu 1: the ceiling (warm, every cipher, both sizes), then the
+# diagnostics of sealed tcp-bulk's seal (AES-256-GCM, 128 KiB): out of cache, out of
+# cache with cpu 0 copying, and on never-written pages with cpu 0 busy.
+aead_all() {
+	taskset -c 1 "$out/aead_speed" --sizes 131072,65536
+	taskset -c 1 "$out/aead_speed" --ciphers evp --sizes 131072 --memory cold
+	taskset -c 1 "$out/aead_speed" --ciphers evp --sizes 131072 --memory cold --other-cpu 0 \
+		--other-load copy
+	taskset -c 1 "$out/aead_speed" --ciphers evp --sizes 131072 --memory fresh --other-cpu 0 \
+		--other-load spin
+}
+
 mkdir -p "$out/raw"
-rm -f "$out"/raw/*.json "$out"/raw/*.noise "$out"/raw/iperf3-server.log
+rm -f "$out"/raw/*.json "$out"/raw/*.jsonl "$out"/raw/*.noise "$out"/raw/iperf3-server.log
+build_tools
 for rep in $(seq "$repeat"); do
 	run iperf3-bulk "$rep" iperf
 	run crust-tcp-bulk "$rep" crust_bench tcp-bulk
 	run crust-tcp-bulk-tracer "$rep" crust_bench tcp-bulk --tracer
+	run crust-tcp-bulk-tuned "$rep" crust_bench_tuned tcp-bulk
 	run iperf3-bulk-1m "$rep" iperf -l 1M
 	run iperf3-64 "$rep" iperf -l 64
 	run crust-tcp-msgs "$rep" crust_bench tcp-msgs
 	run crust-tcp-msgs-tracer "$rep" crust_bench tcp-msgs --tracer
+	run crust-handshakes "$rep" crust_bench handshakes --conns "$hs_conns"
+	run crust-idle "$rep" "$crust" bench idle --conns "$idle_conns" --seconds "$idle_seconds" \
+		--json-only
 done
-rm -f "$out/raw/aead.jsonl"
-if command -v cc >/dev/null && cc -O2 "$here/aead_speed.c" -lsodium -o "$out/aead_speed" 2>/dev/null; then
-	wait_quiet
-	echo "== aead ceiling (perf/aead_speed.c, cpu 1)" >&2
-	taskset -c 1 "$out/aead_speed" >"$out/raw/aead.jsonl" || rm -f "$out/raw/aead.jsonl"
-fi
+wait_quiet
+echo "== AEAD ceiling and diagnostics (perf/aead_speed.c, cpu 1)" >&2
+aead_all >"$out/raw/aead.jsonl" || die "perf/aead_speed failed"
+wait_quiet
+echo "== handshake ceiling (perf/hs_speed.c, cpu 1)" >&2
+taskset -c 1 "$out/hs_speed" 2 >"$out/raw/hs_speed.jsonl" || die "perf/hs_speed failed"
 
 python3 "$here/summarize.py" "$out" "$repeat" "$secs" "$crust" "$crust_args" "$source"
 if command -v gnuplot >/dev/null; then

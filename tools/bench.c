@@ -1,10 +1,11 @@
 /*
- * bench.c - `crust bench`: throughput of the TCP path between two services
- * in one process on loopback.
+ * bench.c - `crust bench`: the TCP path between services in one process on
+ * loopback: throughput (tcp-bulk, tcp-msgs), handshakes per second
+ * (handshakes) and the memory an idle connection holds (idle).
  *
- * The receiver service (--shards shards from cpu 0) listens on 127.0.0.1;
- * each of --conns sender services (one shard, from cpu 1) connects to it,
- * and one sending thread per connection calls crust_send_msg (or
+ * Throughput. The receiver service (--shards shards from cpu 0) listens on
+ * 127.0.0.1; each of --conns sender services (one shard, from cpu 1)
+ * connects to it, and one sending thread per connection calls crust_send_msg (or
  * crust_send with --api copy) in a loop, backing off on -ENOBUFS. The
  * receiver counts in its on_event callback, on its shard thread, and
  * checks each message: sequence number in the first 8 bytes, its
@@ -15,12 +16,25 @@
  * Threads: per-connection counters have one writer each (the receiving
  * shard or the sending thread) and are read by the main thread with
  * relaxed atomics: figures, not synchronisation.
+ *
+ * Connections (handshakes, idle; "connection scenarios" below). A listener
+ * service (one shard, cpu 0) and --conns dialer services (one shard each,
+ * all on cpu 1). Each dialer is its own node: crust keeps one connection per
+ * pair of nodes (docs/PROTOCOL.md), so N connections, or N handshakes in
+ * flight, need N dialing identities - N dials from one service to one
+ * listener would be duplicates, retired without an event after their
+ * handshake. The listener's per-source handshake limits are raised (every
+ * dial comes from 127.0.0.1).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,8 +45,10 @@
 
 #include "cli.h"
 #include "crust.h"
+#include "json.h"
 
-#define MAX_CONNS 64
+#define MAX_CONNS 64          /* throughput: sender services */
+#define MAX_DIALERS 20000     /* handshakes, idle: dialer services */
 #define WARMUP_S 0.5
 #define CONNECT_TIMEOUT_S 5.0
 #define DRAIN_TIMEOUT_S 5.0
@@ -44,26 +60,33 @@ enum { SENDER_ON_SHARD = -2, SENDER_UNPINNED = -1 };
 /* The threads a connection runs on. */
 enum role { ROLE_SEND, ROLE_TX_SHARD, ROLE_RX_SHARD, NROLES };
 
+enum drop_by { DROP_BY_LISTENER, DROP_BY_DIALER };
+
+struct bench_opts;
+typedef int (*scenario_fn)(const struct bench_opts *o);
+
 struct scenario {
 	const char *name;
 	uint32_t default_size;
-};
-
-static const struct scenario scenarios[] = {
-	{ "tcp-bulk", 128 * 1024 },
-	{ "tcp-msgs", 64 },
+	unsigned default_conns, max_conns;
+	scenario_fn run;
 };
 
 struct bench_opts {
 	const struct scenario *sc;
 	uint32_t size;
 	unsigned seconds, conns, shards;
+	bool conns_set;
 	enum send_api api;
 	int sender_cpu; /* SENDER_ON_SHARD, SENDER_UNPINNED or a cpu */
 	uint32_t rx_buf;    /* receiver's rx_buffer_size; 0 = the library default */
 	uint32_t zc_min;    /* senders' zerocopy_min; 0 = off (the library default) */
+	uint32_t send_queue; /* senders' max_send_queue; 0 = the library default */
+	bool fill;          /* the sending thread writes every byte of each message */
 	bool tracer;        /* clear records on both ends instead of AEAD-sealed ones */
 	bool json_only;
+	unsigned dialers;   /* handshakes: dialer services (0 = one per dial in flight) */
+	enum drop_by drop_by; /* handshakes: which end drops each new connection */
 };
 
 struct bench;
@@ -109,6 +132,16 @@ static double now_s(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The record cipher a secure session picks here: AES-256-GCM when the cpu has AES-NI. */
+static const char *cipher_name(bool tracer)
+{
+	if (tracer)
+		return "none";
+	if (sodium_init() < 0)
+		return "?";
+	return crypto_aead_aes256gcm_is_available() ? "aes-256-gcm" : "chacha20-poly1305-ietf";
 }
 
 static uint64_t ld(_Atomic uint64_t *v)
@@ -245,6 +278,8 @@ static int send_msg_api(struct conn *c, uint64_t seq)
 	struct crust_msg *m = crust_msg_alloc(c->svc, b->o.size);
 	if (!m)
 		return -ENOMEM;
+	if (b->o.fill)
+		memset(crust_msg_data(m), (int)(seq & 0xff), b->o.size);
 	stamp(crust_msg_data(m), b->o.size, seq);
 	return crust_send_msg(c->svc, &b->rx_id, m, 0);
 }
@@ -366,6 +401,7 @@ static int start_sender(struct conn *c, const struct crust_endpoint *ep)
 	cfg.first_cpu = 1 + c->idx;
 	cfg.bind_addr = "127.0.0.1";
 	cfg.zerocopy_min = c->b->o.zc_min;
+	cfg.max_send_queue = c->b->o.send_queue;
 	cfg.tracer = c->b->o.tracer;
 	cfg.log = quiet_log;
 	cfg.on_event = tx_event;
@@ -626,10 +662,16 @@ static void report_params(const struct bench *b, double dt)
 		snprintf(pin, sizeof(pin), "%d", b->o.sender_cpu);
 	printf("{\"scenario\":\"%s\",\"size\":%u,\"seconds\":%.3f,\"conns\":%u,\"shards\":%u,"
 	       "\"api\":\"%s\",\"sender_cpu\":\"%s\",\"rx_buffer_size\":%u,\"zerocopy_min\":%u,"
-	       "\"records\":\"%s\",",
+	       "\"send_queue\":%u,\"fill\":%s,\"records\":\"%s\",\"cipher\":\"%s\",",
 	       b->o.sc->name, b->o.size, dt, b->o.conns, b->o.shards,
 	       b->o.api == API_COPY ? "crust_send" : "crust_send_msg", pin, b->o.rx_buf,
-	       b->o.zc_min, b->o.tracer ? "tracer" : "sealed");
+	       b->o.zc_min, b->o.send_queue, b->o.fill ? "true" : "false",
+	       b->o.tracer ? "tracer" : "sealed", cipher_name(b->o.tracer));
+	/* the first connection's threads, for profiles (perf report --tid) */
+	const struct conn *c = &b->conns[0];
+	printf("\"tids\":{\"send\":%d,\"tx_shard\":%d,\"rx_shard\":%d},",
+	       (int)atomic_load(&c->tid[ROLE_SEND]), (int)atomic_load(&c->tid[ROLE_TX_SHARD]),
+	       (int)atomic_load(&c->tid[ROLE_RX_SHARD]));
 }
 
 /* Rates as the application saw them: accepted by crust_send*, delivered to on_event. */
@@ -698,31 +740,822 @@ static void report(const struct bench *b, const struct sample *s0, const struct 
 	fflush(stdout);
 }
 
+static int run_throughput(const struct bench_opts *o)
+{
+	if (o->conns > MAX_CONNS) {
+		fprintf(stderr, "crust bench: %s: at most %u connections\n", o->sc->name, MAX_CONNS);
+		return EXIT_USAGE;
+	}
+	struct bench *b = calloc(1, sizeof(*b));
+	if (!b)
+		return 1;
+	b->o = *o;
+	int ret = 1;
+	if (setup(b) == 0 && start_senders(b) == 0) {
+		struct sample s0, s1;
+		measure(b, &s0, &s1);
+		stop_senders(b);
+		struct errors e;
+		count_errors(b, drain(b), &e);
+		report(b, &s0, &s1, &e);
+		ret = any_error(&e) ? 1 : 0;
+		if (ret)
+			fprintf(stderr, "crust bench: integrity check FAILED (see \"errors\")\n");
+	}
+	stop_senders(b);
+	teardown(b);
+	free(b);
+	return ret;
+}
+
+/* ---- connection scenarios: handshakes, idle ---- */
+
+/*
+ * Handshakes: every dialer service keeps its dials in flight (one by
+ * default); as its connection comes up the dialer drops it, hears
+ * lost_connection and dials again. The dialer drops, not the listener:
+ * with key confirmation the dialer announces a connection only after the
+ * listener's first record opened, so both ends have it by then, while a
+ * listener dropping in its new_connection callback closes before that
+ * record leaves, and the dial fails (--drop-by listener shows it).
+ * Counted: new_connection on each side, failures (connect_failed,
+ * handshake_failed, abuse, refused drops, dials never answered),
+ * dial-to-new_connection latency, cpu.
+ *
+ * Idle: every dialer connects (at most IDLE_DIAL_WINDOW dials in flight),
+ * twice. The first round warms the services up and is dropped: a dialer's
+ * first connection also pays one-off costs of its service (its shard
+ * thread's stack grows through the key exchange, a receive buffer's first
+ * page, per-thread library state), which one connection per service would
+ * otherwise count as the connection's. Then, with malloc's free memory
+ * given back (malloc_trim), the second round's N connections are counted
+ * against the process's memory just before it; the first round's figures
+ * (against the fresh services) are reported too. Then the connections are
+ * held for --seconds: none may be lost.
+ */
+
+#define HS_LIMIT_OFF 1000000u    /* listener's per-source handshake limits, out of the way */
+#define DIALER_RX_BUFFER 4096u   /* dialers are load generators: handshake frames are small */
+#define DIALER_RX_BUFFERS 16u
+#define DIALER_TX_ARENA 1u       /* below one chunk: no registered arena (4 MiB pinned each) */
+#define LAT_BUCKETS 800          /* latency histogram: 2% wide buckets from 1 us (to ~7 s) */
+#define LAT_GROWTH 1.02
+#define IDLE_DIAL_WINDOW 128
+#define IDLE_SETTLE_S 0.5
+#define STOP_TIMEOUT_S 5.0
+
+struct cbench;
+
+struct dialer {
+	struct cbench *cb;
+	struct crust_service *svc;
+	_Atomic pid_t tid;
+	unsigned want;        /* handshakes: dials this service keeps in flight */
+	atomic_uint active;   /* dials or connections not yet over */
+	double dial_t;        /* when its (single) dial began: main thread, then its shard */
+};
+
+struct cbench {
+	struct bench_opts o;
+	bool handshakes;      /* else idle */
+	struct crust_service *lsn;
+	struct crust_endpoint ep;
+	struct dialer *d;
+	unsigned nd;
+	atomic_bool stop;
+	atomic_bool warming;  /* idle: the warm-up round's connections are being dropped */
+	_Atomic pid_t lsn_tid;
+	/* the listener's shard writes */
+	_Atomic uint64_t l_new, l_lost, l_hs_failed, l_abuse;
+	/* the dialers' shards write: several threads, atomic adds */
+	_Atomic uint64_t dials, ups, connect_failed, lost, drop_failed, d_abuse;
+	_Atomic uint64_t lat[LAT_BUCKETS];
+	/* the first failure, in words: written once (failure_noted), published by failure_set */
+	atomic_flag failure_noted;
+	atomic_bool failure_set;
+	char failure[CRUST_REASON_LEN + 64];
+};
+
+static void note_failure(struct cbench *cb, const char *what, const char *reason)
+{
+	if (!atomic_flag_test_and_set(&cb->failure_noted)) {
+		snprintf(cb->failure, sizeof(cb->failure), "%s: %s", what, reason);
+		atomic_store_explicit(&cb->failure_set, true, memory_order_release);
+	}
+	if (!cb->o.json_only)
+		fprintf(stderr, "crust bench: %s: %s\n", what, reason);
+}
+
+/* The first failure noted, or "" (main thread). */
+static const char *first_failure(struct cbench *cb)
+{
+	return atomic_load_explicit(&cb->failure_set, memory_order_acquire) ? cb->failure : "";
+}
+
+static void note_tid(_Atomic pid_t *tid)
+{
+	if (!atomic_load_explicit(tid, memory_order_relaxed))
+		atomic_store(tid, gettid());
+}
+
+static void lat_add(struct cbench *cb, double secs)
+{
+	double us = secs * 1e6;
+	int i = us <= 1 ? 0 : (int)(log(us) / log(LAT_GROWTH));
+	if (i >= LAT_BUCKETS)
+		i = LAT_BUCKETS - 1;
+	atomic_fetch_add_explicit(&cb->lat[i], 1, memory_order_relaxed);
+}
+
+/* The q-quantile (0..1) of a histogram, in microseconds (the bucket's middle). */
+static double lat_quantile(const uint64_t *h, double q)
+{
+	uint64_t n = 0, seen = 0;
+	for (int i = 0; i < LAT_BUCKETS; i++)
+		n += h[i];
+	if (!n)
+		return 0;
+	uint64_t want = (uint64_t)ceil(q * (double)n);
+	for (int i = 0; i < LAT_BUCKETS; i++) {
+		seen += h[i];
+		if (seen >= want && h[i])
+			return pow(LAT_GROWTH, i + 0.5);
+	}
+	return 0;
+}
+
+static void dial(struct dialer *d)
+{
+	struct cbench *cb = d->cb;
+	d->dial_t = now_s();
+	atomic_fetch_add(&cb->dials, 1);
+	int err = crust_connect(d->svc, &cb->ep);
+	if (err) {
+		atomic_fetch_add(&cb->connect_failed, 1);
+		note_failure(cb, "crust_connect", crust_strerror(err));
+		atomic_fetch_sub(&d->active, 1);
+	}
+}
+
+/* A dial (or the connection it made) is over: dial again unless stopping. */
+static void redial(struct dialer *d)
+{
+	if (atomic_load(&d->cb->stop))
+		atomic_fetch_sub(&d->active, 1);
+	else
+		dial(d);
+}
+
+static void lsn_event(void *ctx, const struct crust_event *ev)
+{
+	struct cbench *cb = ctx;
+	switch (ev->type) {
+	case CRUST_EV_NEW_CONNECTION:
+		note_tid(&cb->lsn_tid); /* LISTENER_STARTED came on the main thread */
+		bump(&cb->l_new, 1);
+		if (cb->handshakes && cb->o.drop_by == DROP_BY_LISTENER &&
+		    crust_drop(cb->lsn, &ev->peer) < 0) {
+			atomic_fetch_add(&cb->drop_failed, 1);
+			note_failure(cb, "listener: crust_drop", "peer not connected");
+		}
+		break;
+	case CRUST_EV_LOST_CONNECTION:
+		bump(&cb->l_lost, 1);
+		if (!cb->handshakes && !atomic_load(&cb->stop) && !atomic_load(&cb->warming))
+			note_failure(cb, "listener lost a connection", ev->reason);
+		break;
+	case CRUST_EV_HANDSHAKE_FAILED:
+		bump(&cb->l_hs_failed, 1);
+		note_failure(cb, "listener: handshake failed", ev->reason);
+		break;
+	case CRUST_EV_ABUSE:
+		bump(&cb->l_abuse, 1);
+		note_failure(cb, "listener: abuse", ev->reason);
+		break;
+	default:
+		break;
+	}
+	crust_msg_release(ev->msg);
+}
+
+static void hs_dialer_event(void *ctx, const struct crust_event *ev)
+{
+	struct dialer *d = ctx;
+	struct cbench *cb = d->cb;
+	note_tid(&d->tid);
+	switch (ev->type) {
+	case CRUST_EV_NEW_CONNECTION:
+		atomic_fetch_add(&cb->ups, 1);
+		if (d->want == 1)
+			lat_add(cb, now_s() - d->dial_t);
+		if (cb->o.drop_by == DROP_BY_DIALER && crust_drop(d->svc, &ev->peer) < 0) {
+			atomic_fetch_add(&cb->drop_failed, 1);
+			note_failure(cb, "dialer: crust_drop", "peer not connected");
+			redial(d);
+		}
+		break;
+	case CRUST_EV_LOST_CONNECTION:
+		atomic_fetch_add(&cb->lost, 1);
+		redial(d);
+		break;
+	case CRUST_EV_CONNECT_FAILED:
+		atomic_fetch_add(&cb->connect_failed, 1);
+		note_failure(cb, "dialer: connect failed", ev->reason);
+		redial(d);
+		break;
+	case CRUST_EV_ABUSE:
+		atomic_fetch_add(&cb->d_abuse, 1);
+		note_failure(cb, "dialer: abuse", ev->reason);
+		break;
+	default:
+		break;
+	}
+	crust_msg_release(ev->msg);
+}
+
+static void idle_dialer_event(void *ctx, const struct crust_event *ev)
+{
+	struct dialer *d = ctx;
+	struct cbench *cb = d->cb;
+	note_tid(&d->tid);
+	switch (ev->type) {
+	case CRUST_EV_NEW_CONNECTION:
+		atomic_fetch_add(&cb->ups, 1);
+		break;
+	case CRUST_EV_CONNECT_FAILED:
+		atomic_fetch_add(&cb->connect_failed, 1);
+		note_failure(cb, "dialer: connect failed", ev->reason);
+		break;
+	case CRUST_EV_LOST_CONNECTION:
+		atomic_fetch_add(&cb->lost, 1);
+		if (!atomic_load(&cb->stop) && !atomic_load(&cb->warming))
+			note_failure(cb, "a dialer lost its connection", ev->reason);
+		break;
+	case CRUST_EV_ABUSE:
+		atomic_fetch_add(&cb->d_abuse, 1);
+		note_failure(cb, "dialer: abuse", ev->reason);
+		break;
+	default:
+		break;
+	}
+	crust_msg_release(ev->msg);
+}
+
+static int start_listener(struct cbench *cb)
+{
+	struct crust_config cfg;
+	crust_config_init(&cfg);
+	cfg.shards = 1;
+	cfg.pin_shards = true;
+	cfg.first_cpu = 0;
+	cfg.bind_addr = "127.0.0.1";
+	cfg.tracer = cb->o.tracer;
+	/* every dial comes from 127.0.0.1: the per-source limits would throttle the bench */
+	cfg.hs_rate_per_s = HS_LIMIT_OFF;
+	cfg.hs_burst = HS_LIMIT_OFF;
+	cfg.hs_max_pending = HS_LIMIT_OFF;
+	cfg.provisional_grace_ms = UINT32_MAX; /* idle: never "not maintained" */
+	cfg.log = quiet_log;
+	cfg.on_event = lsn_event;
+	cfg.on_event_ctx = cb;
+	int err = crust_service_new(&cfg, &cb->lsn);
+	if (!err)
+		err = crust_start_listening(cb->lsn);
+	if (!err) {
+		int n = crust_own_endpoints(cb->lsn, &cb->ep, 1);
+		err = n == 1 ? 0 : n < 0 ? n : -EADDRNOTAVAIL;
+	}
+	if (err)
+		fprintf(stderr, "crust bench: listener: %s\n", crust_strerror(err));
+	return err;
+}
+
+static int start_dialer(struct cbench *cb, struct dialer *d)
+{
+	struct crust_config cfg;
+	crust_config_init(&cfg);
+	cfg.shards = 1;
+	cfg.pin_shards = true;
+	cfg.first_cpu = 1;
+	cfg.bind_addr = "127.0.0.1";
+	cfg.tracer = cb->o.tracer;
+	cfg.rx_buffer_size = DIALER_RX_BUFFER;
+	cfg.rx_buffer_count = DIALER_RX_BUFFERS;
+	cfg.tx_arena_size = DIALER_TX_ARENA;
+	cfg.provisional_grace_ms = UINT32_MAX;
+	cfg.log = quiet_log;
+	cfg.on_event = cb->handshakes ? hs_dialer_event : idle_dialer_event;
+	cfg.on_event_ctx = d;
+	d->cb = cb;
+	int err = crust_service_new(&cfg, &d->svc);
+	if (err)
+		fprintf(stderr, "crust bench: dialer service %u: %s\n", (unsigned)(d - cb->d),
+			crust_strerror(err));
+	return err;
+}
+
+static int start_dialers(struct cbench *cb, unsigned n)
+{
+	cb->d = calloc(n, sizeof(*cb->d));
+	if (!cb->d)
+		return -ENOMEM;
+	for (; cb->nd < n; cb->nd++) {
+		int err = start_dialer(cb, &cb->d[cb->nd]);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* Stop dialing; wait (bounded) until every dial and connection is over. Returns those that aren't. */
+static unsigned settle_dialers(struct cbench *cb)
+{
+	atomic_store(&cb->stop, true);
+	double deadline = now_s() + STOP_TIMEOUT_S;
+	for (;;) {
+		unsigned busy = 0;
+		for (unsigned i = 0; i < cb->nd; i++)
+			busy += atomic_load(&cb->d[i].active);
+		if (!busy || now_s() > deadline)
+			return busy;
+		usleep(1000);
+	}
+}
+
+static void free_cbench(struct cbench *cb)
+{
+	atomic_store(&cb->stop, true);
+	for (unsigned i = 0; i < cb->nd; i++)
+		crust_service_free(cb->d[i].svc);
+	crust_service_free(cb->lsn);
+	free(cb->d);
+	free(cb);
+}
+
+static double dialers_cpu_s(struct cbench *cb)
+{
+	double sum = 0;
+	for (unsigned i = 0; i < cb->nd; i++)
+		sum += thread_cpu_s(atomic_load(&cb->d[i].tid));
+	return sum;
+}
+
+static double process_cpu_s(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+}
+
+/* ---- handshakes ---- */
+
+struct hs_sample {
+	double t, cpu, lsn_cpu, dialers_cpu;
+	uint64_t dials, ups, l_new, fails;
+	uint64_t lat[LAT_BUCKETS];
+};
+
+static uint64_t hs_failures(struct cbench *cb)
+{
+	return ld(&cb->connect_failed) + ld(&cb->l_hs_failed) + ld(&cb->l_abuse) +
+	       ld(&cb->d_abuse) + ld(&cb->drop_failed);
+}
+
+static void hs_take(struct cbench *cb, struct hs_sample *s)
+{
+	s->t = now_s();
+	s->dials = ld(&cb->dials);
+	s->ups = ld(&cb->ups);
+	s->l_new = ld(&cb->l_new);
+	s->fails = hs_failures(cb);
+	for (int i = 0; i < LAT_BUCKETS; i++)
+		s->lat[i] = ld(&cb->lat[i]);
+	s->cpu = process_cpu_s();
+	s->lsn_cpu = thread_cpu_s(atomic_load(&cb->lsn_tid));
+	s->dialers_cpu = dialers_cpu_s(cb);
+}
+
+static void hs_measure(struct cbench *cb, struct hs_sample *s0, struct hs_sample *s1)
+{
+	sleep_until(now_s() + WARMUP_S);
+	hs_take(cb, s0);
+	struct hs_sample prev = *s0;
+	for (unsigned s = 1; s <= cb->o.seconds; s++) {
+		sleep_until(s0->t + s);
+		hs_take(cb, s1);
+		double dt = s1->t - prev.t;
+		if (!cb->o.json_only)
+			fprintf(stderr, "crust bench: %5.1f s  %8.0f handshakes/s (listener %8.0f/s)  "
+				"failures %llu\n", s1->t - s0->t, (double)(s1->ups - prev.ups) / dt,
+				(double)(s1->l_new - prev.l_new) / dt,
+				(unsigned long long)(s1->fails - prev.fails));
+		prev = *s1;
+	}
+}
+
+static double per_k(double cpu, uint64_t n)
+{
+	return n ? cpu / ((double)n / 1000.0) : 0;
+}
+
+static void hs_report(struct cbench *cb, const struct hs_sample *s0, const struct hs_sample *s1,
+		      unsigned unresolved)
+{
+	double dt = s1->t - s0->t;
+	uint64_t ups = s1->ups - s0->ups, acc = s1->l_new - s0->l_new;
+	double cpu = s1->cpu - s0->cpu, lcpu = s1->lsn_cpu - s0->lsn_cpu;
+	double dcpu = s1->dialers_cpu - s0->dialers_cpu;
+	uint64_t lat[LAT_BUCKETS];
+	for (int i = 0; i < LAT_BUCKETS; i++)
+		lat[i] = s1->lat[i] - s0->lat[i];
+	printf("{\"scenario\":\"handshakes\",\"seconds\":%.3f,\"conns\":%u,\"dialers\":%u,"
+	       "\"drop_by\":\"%s\",\"records\":\"%s\",\"cipher\":\"%s\",",
+	       dt, cb->o.conns, cb->nd, cb->o.drop_by == DROP_BY_DIALER ? "dialer" : "listener",
+	       cb->o.tracer ? "tracer" : "sealed", cipher_name(cb->o.tracer));
+	/* for profiles: every other thread but main is a dialer's shard */
+	printf("\"tids\":{\"listener\":%d,\"main\":%d},", (int)atomic_load(&cb->lsn_tid),
+	       (int)gettid());
+	printf("\"handshakes_s\":%.0f,\"accepted_s\":%.0f,\"dials_s\":%.0f,",
+	       (double)ups / dt, (double)acc / dt, (double)(s1->dials - s0->dials) / dt);
+	printf("\"latency_us\":{\"p50\":%.0f,\"p90\":%.0f,\"p99\":%.0f},", lat_quantile(lat, 0.5),
+	       lat_quantile(lat, 0.9), lat_quantile(lat, 0.99));
+	printf("\"cpu_s\":%.3f,\"cpu_s_per_1000\":%.4f,\"thread_cpu_s\":{\"listener\":%.3f,"
+	       "\"dialers\":%.3f},\"listener_cpu_s_per_1000\":%.4f,\"dialers_cpu_s_per_1000\":%.4f,",
+	       cpu, per_k(cpu, ups), lcpu, dcpu, per_k(lcpu, acc), per_k(dcpu, ups));
+	printf("\"window_failures\":%llu,\"errors\":{\"connect_failed\":%llu,\"handshake_failed\":%llu,"
+	       "\"abuse\":%llu,\"drop_failed\":%llu,\"unresolved\":%u},\"first_failure\":",
+	       (unsigned long long)(s1->fails - s0->fails), (unsigned long long)ld(&cb->connect_failed),
+	       (unsigned long long)ld(&cb->l_hs_failed),
+	       (unsigned long long)(ld(&cb->l_abuse) + ld(&cb->d_abuse)),
+	       (unsigned long long)ld(&cb->drop_failed), unresolved);
+	json_string(stdout, first_failure(cb), strlen(first_failure(cb)));
+	struct crust_stats st;
+	crust_stats(cb->lsn, &st);
+	printf(",\"totals\":{\"dials\":%llu,\"dialer_new\":%llu,\"dialer_lost\":%llu,"
+	       "\"listener_new\":%llu,\"listener_lost\":%llu,\"listener_peers_at_end\":%llu}}\n",
+	       (unsigned long long)ld(&cb->dials), (unsigned long long)ld(&cb->ups),
+	       (unsigned long long)ld(&cb->lost), (unsigned long long)ld(&cb->l_new),
+	       (unsigned long long)ld(&cb->l_lost), (unsigned long long)st.connections);
+	fflush(stdout);
+}
+
+static int run_handshakes(const struct bench_opts *o)
+{
+	struct cbench *cb = calloc(1, sizeof(*cb));
+	if (!cb)
+		return 1;
+	cb->o = *o;
+	cb->handshakes = true;
+	unsigned nd = o->dialers && o->dialers < o->conns ? o->dialers : o->conns;
+	int ret = 1;
+	if (start_listener(cb) == 0 && start_dialers(cb, nd) == 0) {
+		for (unsigned i = 0; i < nd; i++) {
+			struct dialer *d = &cb->d[i];
+			d->want = o->conns / nd + (i < o->conns % nd);
+			atomic_store(&d->active, d->want);
+			for (unsigned k = 0; k < d->want; k++)
+				dial(d);
+		}
+		struct hs_sample *s = calloc(2, sizeof(*s));
+		if (s) {
+			hs_measure(cb, &s[0], &s[1]);
+			unsigned unresolved = settle_dialers(cb);
+			hs_report(cb, &s[0], &s[1], unresolved);
+			bool bad = hs_failures(cb) || unresolved || s[1].ups == s[0].ups;
+			ret = bad ? 1 : 0;
+			if (bad)
+				fprintf(stderr, "crust bench: handshakes FAILED or went unanswered (see "
+						"\"errors\", \"first_failure\")\n");
+			free(s);
+		}
+	}
+	free_cbench(cb);
+	return ret;
+}
+
+/* ---- idle ---- */
+
+struct mem_sample {
+	double rss_kb, anon_kb, file_kb, shmem_kb; /* /proc/self/status */
+	double heap_bytes;                         /* mallinfo2: in use, arenas + mmapped */
+	double slab_kb;                            /* /proc/meminfo: the whole machine */
+	double tcp_inuse, tcp_mem_pages;           /* /proc/net/sockstat: the whole machine */
+	unsigned threads, fds;
+};
+
+static unsigned count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	unsigned n = 0;
+	if (!d)
+		return 0;
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n > 3 ? n - 3 : 0; /* ".", ".." and the directory's own descriptor */
+}
+
+static double field_kb(const char *path, const char *name)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	char line[256];
+	double v = 0;
+	size_t n = strlen(name);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, name, n) && line[n] == ':') {
+			v = atof(line + n + 1);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+static void sockstat_tcp(double *inuse, double *mem)
+{
+	*inuse = *mem = 0;
+	FILE *f = fopen("/proc/net/sockstat", "r");
+	if (!f)
+		return;
+	char line[256];
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long a, m;
+		if (sscanf(line, "TCP: inuse %llu orphan %*u tw %*u alloc %*u mem %llu", &a, &m) == 2) {
+			*inuse = (double)a;
+			*mem = (double)m;
+		}
+	}
+	fclose(f);
+}
+
+static void mem_take(struct mem_sample *m)
+{
+	m->rss_kb = field_kb("/proc/self/status", "VmRSS");
+	m->anon_kb = field_kb("/proc/self/status", "RssAnon");
+	m->file_kb = field_kb("/proc/self/status", "RssFile");
+	m->shmem_kb = field_kb("/proc/self/status", "RssShmem");
+	m->threads = (unsigned)field_kb("/proc/self/status", "Threads");
+	m->fds = count_fds();
+	struct mallinfo2 mi = mallinfo2();
+	m->heap_bytes = (double)(mi.uordblks + mi.hblkhd);
+	m->slab_kb = field_kb("/proc/meminfo", "Slab");
+	sockstat_tcp(&m->tcp_inuse, &m->tcp_mem_pages);
+}
+
+/*
+ * Descriptors: 3 per dialer service (its ring, its eventfd and one spare
+ * the engine keeps) and 2 per connection (a socket at each end): 5 per
+ * idle connection here, where a node with N peers needs about N.
+ */
+#define IDLE_FDS_PER_CONN 5u
+#define IDLE_FDS_SPARE 64u
+
+static int raise_nofile(unsigned conns)
+{
+	rlim_t need = (rlim_t)conns * IDLE_FDS_PER_CONN + IDLE_FDS_SPARE;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return -errno;
+	if (rl.rlim_cur >= need)
+		return 0;
+	struct rlimit want = { need, rl.rlim_max > need ? rl.rlim_max : need };
+	if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+		return 0;
+	int err = -errno;
+	fprintf(stderr, "crust bench: idle: %u connections need %llu descriptors; the hard limit is "
+			"%llu and this process may not raise it (%s): at most %llu connections\n",
+		conns, (unsigned long long)need, (unsigned long long)rl.rlim_max, strerror(-err),
+		(unsigned long long)((rl.rlim_max - IDLE_FDS_SPARE) / IDLE_FDS_PER_CONN));
+	return err;
+}
+
+/* Dial every dialer once, IDLE_DIAL_WINDOW at a time; wait until both ends have all N. */
+static int idle_connect(struct cbench *cb, double *secs)
+{
+	unsigned n = cb->nd, next = 0;
+	double t0 = now_s(), deadline = t0 + 30 + n / 200.0;
+	for (;;) {
+		uint64_t done = ld(&cb->ups) + ld(&cb->connect_failed);
+		while (next < n && next - done < IDLE_DIAL_WINDOW) {
+			atomic_store(&cb->d[next].active, 1);
+			dial(&cb->d[next++]);
+		}
+		if (ld(&cb->connect_failed) || ld(&cb->lost) || ld(&cb->l_hs_failed) ||
+		    ld(&cb->l_abuse))
+			return -ECONNREFUSED;
+		if (done == n && ld(&cb->l_new) == n)
+			break;
+		if (now_s() > deadline) {
+			fprintf(stderr, "crust bench: idle: %llu of %u connections up after %.0f s\n",
+				(unsigned long long)ld(&cb->ups), n, now_s() - t0);
+			return -ETIMEDOUT;
+		}
+		usleep(1000);
+	}
+	*secs = now_s() - t0;
+	return 0;
+}
+
+/* The warm-up round: every dialer drops its connection; wait until both ends saw it go. */
+static int idle_drop_all(struct cbench *cb)
+{
+	struct crust_peer_id lsn_id;
+	crust_own_id(cb->lsn, &lsn_id);
+	atomic_store(&cb->warming, true);
+	for (unsigned i = 0; i < cb->nd; i++)
+		if (crust_drop(cb->d[i].svc, &lsn_id) < 0)
+			return -ENOTCONN;
+	double deadline = now_s() + 30 + cb->nd / 200.0;
+	while (ld(&cb->lost) < cb->nd || ld(&cb->l_lost) < cb->nd) {
+		if (now_s() > deadline)
+			return -ETIMEDOUT;
+		usleep(1000);
+	}
+	atomic_store(&cb->ups, 0);
+	atomic_store(&cb->l_new, 0);
+	atomic_store(&cb->lost, 0);
+	atomic_store(&cb->l_lost, 0);
+	atomic_store(&cb->warming, false);
+	return 0;
+}
+
+struct idle_result {
+	struct mem_sample fresh, before, connected, after_hold;
+	double services_s, first_connect_s, connect_s, hold_s, hold_cpu, teardown_s;
+	uint64_t l_lost;
+};
+
+static void per_conn(const char *name, const struct mem_sample *a, const struct mem_sample *b,
+		     double n)
+{
+	printf("\"%s\":{\"rss\":%.0f,\"rss_anon\":%.0f,\"rss_file_shmem\":%.0f,\"heap_in_use\":%.0f,"
+	       "\"kernel_slab\":%.0f,\"tcp_buffers\":%.0f}",
+	       name, (b->rss_kb - a->rss_kb) * 1024 / n, (b->anon_kb - a->anon_kb) * 1024 / n,
+	       (b->file_kb + b->shmem_kb - a->file_kb - a->shmem_kb) * 1024 / n,
+	       (b->heap_bytes - a->heap_bytes) / n, (b->slab_kb - a->slab_kb) * 1024 / n,
+	       (b->tcp_mem_pages - a->tcp_mem_pages) * 4096 / n);
+}
+
+static void idle_report(struct cbench *cb, const struct idle_result *r)
+{
+	double n = cb->o.conns;
+	printf("{\"scenario\":\"idle\",\"conns\":%u,\"records\":\"%s\",\"cipher\":\"%s\","
+	       "\"process\":\"listener and %u dialer services in one process\",",
+	       cb->o.conns, cb->o.tracer ? "tracer" : "sealed", cipher_name(cb->o.tracer),
+	       cb->o.conns);
+	printf("\"services_s\":%.3f,\"first_connect_s\":%.3f,\"connect_s\":%.3f,\"connects_s\":%.0f,"
+	       "\"hold_s\":%.3f,\"teardown_s\":%.3f,\"threads\":%u,\"fds\":{\"services\":%u,"
+	       "\"connected\":%u},",
+	       r->services_s, r->first_connect_s, r->connect_s,
+	       r->connect_s > 0 ? n / r->connect_s : 0, r->hold_s, r->teardown_s,
+	       r->connected.threads, r->fresh.fds, r->connected.fds);
+	printf("\"rss_kb\":{\"services\":%.0f,\"before\":%.0f,\"connected\":%.0f,\"after_hold\":%.0f},",
+	       r->fresh.rss_kb, r->before.rss_kb, r->connected.rss_kb, r->after_hold.rss_kb);
+	per_conn("per_conn_bytes", &r->before, &r->connected, n);
+	printf(",");
+	per_conn("per_first_conn_bytes", &r->fresh, &r->connected, n);
+	printf(",\"rss_growth_during_hold_per_conn\":%.0f,",
+	       (r->after_hold.rss_kb - r->connected.rss_kb) * 1024 / n);
+	printf("\"tcp_sockets\":%.0f,\"hold_cpu_s\":%.3f,\"hold_cpu_per_s\":%.4f,",
+	       r->connected.tcp_inuse - r->before.tcp_inuse, r->hold_cpu,
+	       r->hold_s > 0 ? r->hold_cpu / r->hold_s : 0);
+	printf("\"errors\":{\"connect_failed\":%llu,\"lost\":%llu,\"listener_lost\":%llu,"
+	       "\"handshake_failed\":%llu,\"abuse\":%llu},\"first_failure\":",
+	       (unsigned long long)ld(&cb->connect_failed), (unsigned long long)ld(&cb->lost),
+	       (unsigned long long)r->l_lost, (unsigned long long)ld(&cb->l_hs_failed),
+	       (unsigned long long)(ld(&cb->l_abuse) + ld(&cb->d_abuse)));
+	json_string(stdout, first_failure(cb), strlen(first_failure(cb)));
+	printf("}\n");
+	fflush(stdout);
+}
+
+/* Hold the connections for --seconds; true if none was lost. */
+static bool idle_hold(struct cbench *cb, double *secs, double *cpu)
+{
+	double t0 = now_s(), c0 = process_cpu_s();
+	for (unsigned s = 1; s <= cb->o.seconds; s++) {
+		sleep_until(t0 + s);
+		if (!cb->o.json_only)
+			fprintf(stderr, "crust bench: %5.1f s  %u connections held, %.3f cpu-s so far\n",
+				now_s() - t0, cb->nd - (unsigned)ld(&cb->lost), process_cpu_s() - c0);
+		if (ld(&cb->lost) || ld(&cb->l_lost))
+			break;
+	}
+	*secs = now_s() - t0;
+	*cpu = process_cpu_s() - c0;
+	return !ld(&cb->lost) && !ld(&cb->l_lost);
+}
+
+/* Both rounds, the measurements and the hold; false on any failure. */
+static bool idle_rounds(struct cbench *cb, struct idle_result *r)
+{
+	sleep_until(now_s() + IDLE_SETTLE_S);
+	mem_take(&r->fresh);
+	if (idle_connect(cb, &r->first_connect_s) < 0 || idle_drop_all(cb) < 0) {
+		fprintf(stderr, "crust bench: idle: warm-up round failed: %s\n", first_failure(cb));
+		return false;
+	}
+	malloc_trim(0);
+	sleep_until(now_s() + IDLE_SETTLE_S);
+	mem_take(&r->before);
+	if (idle_connect(cb, &r->connect_s) < 0) {
+		fprintf(stderr, "crust bench: idle: connecting failed: %s\n", first_failure(cb));
+		return false;
+	}
+	sleep_until(now_s() + IDLE_SETTLE_S);
+	mem_take(&r->connected);
+	bool held = idle_hold(cb, &r->hold_s, &r->hold_cpu);
+	mem_take(&r->after_hold);
+	r->l_lost = ld(&cb->l_lost);
+	return held;
+}
+
+static int run_idle(const struct bench_opts *o)
+{
+	if (raise_nofile(o->conns) < 0)
+		return 1;
+	struct cbench *cb = calloc(1, sizeof(*cb));
+	struct idle_result *r = calloc(1, sizeof(*r));
+	if (!cb || !r) {
+		free(cb);
+		free(r);
+		return 1;
+	}
+	cb->o = *o;
+	int ret = 1;
+	double t0 = now_s();
+	if (start_listener(cb) == 0 && start_dialers(cb, o->conns) == 0) {
+		r->services_s = now_s() - t0;
+		bool ok = idle_rounds(cb, r);
+		if (r->connected.rss_kb > 0) {
+			double t1 = now_s();
+			atomic_store(&cb->stop, true);
+			for (unsigned i = 0; i < cb->nd; i++)
+				crust_service_free(cb->d[i].svc);
+			cb->nd = 0;
+			r->teardown_s = now_s() - t1;
+			idle_report(cb, r);
+		}
+		ret = ok ? 0 : 1;
+	}
+	free_cbench(cb);
+	free(r);
+	return ret;
+}
+
 /* ---- options ---- */
+
+static const struct scenario scenarios[] = {
+	{ "tcp-bulk", 128 * 1024, 1, MAX_CONNS, run_throughput },
+	{ "tcp-msgs", 64, 1, MAX_CONNS, run_throughput },
+	{ "handshakes", 0, 64, 4096, run_handshakes },
+	{ "idle", 0, 1000, MAX_DIALERS, run_idle },
+};
 
 static void bench_usage(FILE *f)
 {
-	fputs("usage: crust bench SCENARIO [--size N] [--seconds S] [--conns N] [--shards N]\n"
-	      "                           [--api msg|copy] [--sender-cpu N|none]\n"
-	      "                           [--rx-buffer-size N] [--zerocopy-min N] [--tracer]\n"
-	      "                           [--json-only]\n"
-	      "scenarios: tcp-bulk (default size 131072), tcp-msgs (default size 64)\n"
+	fputs("usage: crust bench SCENARIO [--seconds S] [--conns N] [--tracer] [--json-only]\n"
+	      "                           [--size N] [--shards N] [--api msg|copy]\n"
+	      "                           [--sender-cpu N|none] [--rx-buffer-size N]\n"
+	      "                           [--zerocopy-min N] [--send-queue N] [--fill]\n"
+	      "                           [--dialers N] [--drop-by listener|dialer]\n"
+	      "scenarios:\n"
+	      "  tcp-bulk    throughput, 131072-byte messages (--size)\n"
+	      "  tcp-msgs    throughput, 64-byte messages (--size)\n"
+	      "  handshakes  handshakes per second: --conns dials in flight (default 64), each\n"
+	      "              from its own dialer service; each new connection is dropped and\n"
+	      "              its dialer dials again\n"
+	      "  idle        --conns idle connections (default 1000), each from its own dialer\n"
+	      "              service: memory per connection, then held for --seconds\n"
+	      "common:\n"
+	      "  --seconds S     measured (idle: held) seconds after a 0.5 s warm-up (default 5)\n"
+	      "  --conns N       tcp-*: connections, one sender service and thread each (default 1)\n"
+	      "  --tracer        clear (tracer-mode) records on both ends: the cost without AEAD\n"
+	      "  --json-only     no progress on stderr\n"
+	      "tcp-bulk, tcp-msgs:\n"
 	      "  --size N        message size in bytes\n"
-	      "  --seconds S     measured seconds after a 0.5 s warm-up (default 5)\n"
-	      "  --conns N       connections, one sender service and thread each (default 1)\n"
 	      "  --shards N      receiver shards, pinned from cpu 0 (default 1)\n"
 	      "  --api msg|copy  crust_msg_alloc+crust_send_msg (default) or crust_send\n"
 	      "  --sender-cpu N  pin every sending thread to cpu N; none: unpinned\n"
 	      "                  (default: each on its sender shard's cpu, 1, 2, ...)\n"
 	      "  --rx-buffer-size N  receiver's provided-buffer size (default: the library's)\n"
 	      "  --zerocopy-min N    senders use SEND_ZC for sends of N bytes or more (default off)\n"
-	      "  --tracer        clear (tracer-mode) records on both ends: the cost without AEAD\n"
-	      "  --json-only     no progress on stderr\n"
-	      "stdout: one JSON object; exit 1 if any integrity check failed\n", f);
+	      "  --send-queue N  senders' max_send_queue in bytes (default: the library's, 64 MiB)\n"
+	      "  --fill          the sending thread writes every byte of a message (default: only\n"
+	      "                  the 16 bytes of sequence stamps)\n"
+	      "handshakes:\n"
+	      "  --dialers N     spread the dials over N dialer services (default: one each);\n"
+	      "                  fewer services than dials makes duplicate connections, which\n"
+	      "                  crust retires without an event: for showing that, not measuring\n"
+	      "  --drop-by listener|dialer  which end drops each new connection (default listener)\n"
+	      "stdout: one JSON object; exit 1 if a check failed (integrity, a failed or\n"
+	      "unanswered handshake, a lost idle connection)\n", f);
 }
 
 enum { OPT_SIZE = 1000, OPT_SECONDS, OPT_CONNS, OPT_SHARDS, OPT_API, OPT_SENDER_CPU,
-       OPT_RX_BUF, OPT_ZC_MIN, OPT_TRACER, OPT_JSON_ONLY, OPT_HELP };
+       OPT_RX_BUF, OPT_ZC_MIN, OPT_SEND_QUEUE, OPT_FILL, OPT_DIALERS, OPT_DROP_BY, OPT_TRACER,
+       OPT_JSON_ONLY, OPT_HELP };
 
 static const struct option options[] = {
 	{ "size", required_argument, NULL, OPT_SIZE },
@@ -733,6 +1566,10 @@ static const struct option options[] = {
 	{ "sender-cpu", required_argument, NULL, OPT_SENDER_CPU },
 	{ "rx-buffer-size", required_argument, NULL, OPT_RX_BUF },
 	{ "zerocopy-min", required_argument, NULL, OPT_ZC_MIN },
+	{ "send-queue", required_argument, NULL, OPT_SEND_QUEUE },
+	{ "fill", no_argument, NULL, OPT_FILL },
+	{ "dialers", required_argument, NULL, OPT_DIALERS },
+	{ "drop-by", required_argument, NULL, OPT_DROP_BY },
 	{ "tracer", no_argument, NULL, OPT_TRACER },
 	{ "json-only", no_argument, NULL, OPT_JSON_ONLY },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -763,9 +1600,15 @@ static int parse_value(int c, struct bench_opts *o, bool *size_set)
 		o->seconds = (unsigned)v;
 		return 0;
 	case OPT_CONNS:
-		if (!cli_uint("--conns", optarg, 1, MAX_CONNS, &v))
+		if (!cli_uint("--conns", optarg, 1, MAX_DIALERS, &v))
 			return EXIT_USAGE;
 		o->conns = (unsigned)v;
+		o->conns_set = true;
+		return 0;
+	case OPT_DIALERS:
+		if (!cli_uint("--dialers", optarg, 1, MAX_DIALERS, &v))
+			return EXIT_USAGE;
+		o->dialers = (unsigned)v;
 		return 0;
 	case OPT_SHARDS:
 		if (!cli_uint("--shards", optarg, 1, 256, &v))
@@ -782,6 +1625,11 @@ static int parse_value(int c, struct bench_opts *o, bool *size_set)
 			return EXIT_USAGE;
 		o->zc_min = (uint32_t)v;
 		return 0;
+	case OPT_SEND_QUEUE:
+		if (!cli_uint("--send-queue", optarg, 1, UINT32_MAX, &v))
+			return EXIT_USAGE;
+		o->send_queue = (uint32_t)v;
+		return 0;
 	case OPT_SENDER_CPU:
 		if (!strcmp(optarg, "none")) {
 			o->sender_cpu = SENDER_UNPINNED;
@@ -793,6 +1641,24 @@ static int parse_value(int c, struct bench_opts *o, bool *size_set)
 		return 0;
 	}
 	return EXIT_USAGE;
+}
+
+static int parse_word(int c, struct bench_opts *o)
+{
+	if (c == OPT_API) {
+		if (strcmp(optarg, "msg") && strcmp(optarg, "copy")) {
+			fprintf(stderr, "crust bench: --api: msg or copy, got '%s'\n", optarg);
+			return EXIT_USAGE;
+		}
+		o->api = strcmp(optarg, "copy") ? API_MSG : API_COPY;
+		return 0;
+	}
+	if (strcmp(optarg, "listener") && strcmp(optarg, "dialer")) {
+		fprintf(stderr, "crust bench: --drop-by: listener or dialer, got '%s'\n", optarg);
+		return EXIT_USAGE;
+	}
+	o->drop_by = strcmp(optarg, "dialer") ? DROP_BY_LISTENER : DROP_BY_DIALER;
+	return 0;
 }
 
 static int parse_options(int argc, char **argv, struct bench_opts *o)
@@ -808,12 +1674,11 @@ static int parse_options(int argc, char **argv, struct bench_opts *o)
 			o->json_only = true;
 		} else if (c == OPT_TRACER) {
 			o->tracer = true;
-		} else if (c == OPT_API) {
-			if (strcmp(optarg, "msg") && strcmp(optarg, "copy")) {
-				fprintf(stderr, "crust bench: --api: msg or copy, got '%s'\n", optarg);
+		} else if (c == OPT_FILL) {
+			o->fill = true;
+		} else if (c == OPT_API || c == OPT_DROP_BY) {
+			if (parse_word(c, o))
 				return EXIT_USAGE;
-			}
-			o->api = strcmp(optarg, "copy") ? API_MSG : API_COPY;
 		} else if (c == '?' || parse_value(c, o, &size_set)) {
 			bench_usage(stderr);
 			return EXIT_USAGE;
@@ -833,6 +1698,12 @@ static int parse_options(int argc, char **argv, struct bench_opts *o)
 	}
 	if (!size_set)
 		o->size = o->sc->default_size;
+	if (!o->conns_set)
+		o->conns = o->sc->default_conns;
+	if (o->conns > o->sc->max_conns) {
+		fprintf(stderr, "crust bench: %s: --conns at most %u\n", o->sc->name, o->sc->max_conns);
+		return EXIT_USAGE;
+	}
 	return 0;
 }
 
@@ -840,30 +1711,10 @@ static int parse_options(int argc, char **argv, struct bench_opts *o)
 
 int cmd_bench(int argc, char **argv)
 {
-	struct bench *b = calloc(1, sizeof(*b));
-	if (!b)
-		return 1;
-	b->o = (struct bench_opts){ .seconds = 5, .conns = 1, .shards = 1, .api = API_MSG,
-				    .sender_cpu = SENDER_ON_SHARD };
-	int ret = parse_options(argc, argv, &b->o);
-	if (ret) {
-		free(b);
+	struct bench_opts o = { .seconds = 5, .conns = 1, .shards = 1, .api = API_MSG,
+				.sender_cpu = SENDER_ON_SHARD, .drop_by = DROP_BY_DIALER };
+	int ret = parse_options(argc, argv, &o);
+	if (ret)
 		return ret;
-	}
-	ret = 1;
-	if (setup(b) == 0 && start_senders(b) == 0) {
-		struct sample s0, s1;
-		measure(b, &s0, &s1);
-		stop_senders(b);
-		struct errors e;
-		count_errors(b, drain(b), &e);
-		report(b, &s0, &s1, &e);
-		ret = any_error(&e) ? 1 : 0;
-		if (ret)
-			fprintf(stderr, "crust bench: integrity check FAILED (see \"errors\")\n");
-	}
-	stop_senders(b);
-	teardown(b);
-	free(b);
-	return ret;
+	return o.sc->run(&o);
 }
