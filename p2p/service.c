@@ -484,10 +484,29 @@ struct drop_mail {
 	struct peer_ref *ref;
 };
 
+/*
+ * If a duplicate took over from ref meanwhile, send m on to the survivor's
+ * shard (the user meant the peer, not one connection). True if it did.
+ */
+static bool follow_successor(struct drop_mail *dm)
+{
+	struct peer_ref *next = atomic_load(&dm->ref->successor);
+	struct p2p_conn *pc = dm->ref->conn;
+	if (!next || (pc && pc->state == CONN_UP))
+		return false;
+	atomic_fetch_add(&next->refs, 1);
+	peer_put(dm->ref);
+	dm->ref = next;
+	eng_post(next->sh, &dm->m);
+	return true;
+}
+
 static void drop_on_shard(struct shard *sh, struct eng_mail *m)
 {
 	(void)sh;
 	struct drop_mail *dm = (struct drop_mail *)m;
+	if (follow_successor(dm))
+		return;
 	if (dm->ref->conn)
 		conn_close(dm->ref->conn, 0, "dropped");
 	peer_put(dm->ref);
@@ -503,6 +522,8 @@ static void maintain_on_shard(struct shard *sh, struct eng_mail *m)
 {
 	(void)sh;
 	struct drop_mail *dm = (struct drop_mail *)m;
+	if (follow_successor(dm))
+		return;
 	if (dm->ref->conn)
 		dm->ref->conn->maintained = true;
 	peer_put(dm->ref);
