@@ -119,12 +119,26 @@ struct wait_successor {
 	struct crust_service *svc;
 	struct peer_ref *ref;
 	struct crust_event lost;
+	struct wait_successor *prev, *next; /* the shard's pending waits */
+	struct shard *sh;
 };
+
+static void wait_unlink(struct wait_successor *w)
+{
+	struct p2p_shard *ps = &w->svc->shards[w->sh->id];
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		ps->waits = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+}
 
 static void wait_done_cb(struct eng_timer *t, void *ctx)
 {
 	(void)t;
 	struct wait_successor *w = ctx;
+	wait_unlink(w);
 	if (!atomic_load(&w->ref->successor)) {
 		peer_remove(w->svc, w->ref);
 		conn_flush_parked(w->svc, w->ref, true);
@@ -132,6 +146,19 @@ static void wait_done_cb(struct eng_timer *t, void *ctx)
 	}
 	peer_put(w->ref);
 	free(w);
+}
+
+void dedupe_stop(struct crust_service *svc, struct shard *sh)
+{
+	struct p2p_shard *ps = &svc->shards[sh->id];
+	while (ps->waits) {
+		struct wait_successor *w = ps->waits;
+		eng_timer_cancel(&sh->timers, &w->timer);
+		wait_unlink(w);
+		conn_flush_parked(svc, w->ref, true); /* parked messages hold references: end them */
+		peer_put(w->ref);
+		free(w);
+	}
 }
 
 enum dedupe_close dedupe_closed(struct p2p_conn *pc, const struct crust_event *lost)
@@ -147,6 +174,12 @@ enum dedupe_close dedupe_closed(struct p2p_conn *pc, const struct crust_event *l
 		return DEDUPE_REPORT;
 	w->svc = pc->svc;
 	w->ref = ref;
+	w->sh = pc->tc->sh;
+	struct p2p_shard *ps = &pc->svc->shards[w->sh->id];
+	w->next = ps->waits;
+	if (ps->waits)
+		ps->waits->prev = w;
+	ps->waits = w;
 	atomic_fetch_add(&ref->refs, 1);
 	w->lost = *lost;
 	ref->conn = NULL;

@@ -85,8 +85,11 @@ struct p2p_conn {
 	bool stopping;                     /* closed by crust_service_free */
 };
 
+struct wait_successor;
+
 struct p2p_shard {
 	struct p2p_conn *conns;
+	struct wait_successor *waits;      /* dedupe.c: entries waiting for a successor */
 	unsigned nconns;
 	_Atomic uint64_t rx_msgs, tx_msgs;
 };
@@ -176,6 +179,8 @@ enum dedupe_close { DEDUPE_REPORT, DEDUPE_QUIET, DEDUPE_WAIT };
 /* ref's shard: hand messages parked on a dead ref to its successor, or fail them. */
 void conn_flush_parked(struct crust_service *svc, struct peer_ref *ref, bool fail);
 enum dedupe_close dedupe_closed(struct p2p_conn *pc, const struct crust_event *lost);
+/* Shard stop: end the waits (and the messages parked on them). */
+void dedupe_stop(struct crust_service *svc, struct shard *sh);
 
 /* liveness.c: keepalives, idle timeout, provisional grace */
 void liveness_start(struct p2p_conn *pc);

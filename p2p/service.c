@@ -87,6 +87,7 @@ static void on_shard_stop(struct shard *sh, void *ctx)
 	struct crust_service *svc = ctx;
 	svc->tcp->vt->stop_shard(svc->tcp, sh);
 	conn_close_all(svc, sh);
+	dedupe_stop(svc, sh);
 }
 
 static int start_engine(struct crust_service *svc)
