@@ -10,49 +10,22 @@
 #include <unistd.h>
 
 #include "crust.h"
+#include "pair.h"
 
 static struct crust_service *start(uint64_t held_limit)
 {
 	struct crust_config cfg;
-	crust_config_init(&cfg);
-	cfg.shards = 1;
-	cfg.bind_addr = "127.0.0.1";
+	pair_config(&cfg);
 	cfg.rx_held_limit = held_limit;
 	cfg.max_send_queue = 256u << 20;
-	struct crust_service *svc;
-	cr_assert_eq(crust_service_new(&cfg, &svc), 0);
-	return svc;
-}
-
-static struct crust_event wait_for(struct crust_service *svc, enum crust_event_type type)
-{
-	for (int tries = 0; tries < 300; tries++) {
-		struct crust_event ev;
-		int n = crust_poll(svc, &ev, 1, 100);
-		cr_assert_geq(n, 0);
-		if (n == 1 && ev.type == type)
-			return ev;
-		if (n == 1)
-			crust_msg_release(ev.msg);
-	}
-	cr_assert_fail("no %s event", crust_event_name(type));
-	struct crust_event none = { 0 };
-	return none;
+	return pair_start(&cfg);
 }
 
 Test(backpressure, held_large_messages_pause_receiving_and_nothing_is_lost, .timeout = 60)
 {
 	enum { N = 64, SIZE = 1 << 20 };
 	struct crust_service *rx = start(4u << 20), *tx = start(0);
-	cr_assert_eq(crust_start_listening(rx), 0);
-	struct crust_event ls = wait_for(rx, CRUST_EV_LISTENER_STARTED);
-	char addr[64];
-	snprintf(addr, sizeof(addr), "127.0.0.1:%u", ls.port);
-	struct crust_endpoint ep;
-	cr_assert_eq(crust_endpoint_parse(addr, &ep), 0);
-	cr_assert_eq(crust_connect(tx, &ep), 0);
-	struct crust_event up = wait_for(tx, CRUST_EV_NEW_CONNECTION);
-	wait_for(rx, CRUST_EV_NEW_CONNECTION);
+	struct crust_event up = pair_connect(rx, tx);
 
 	static uint8_t buf[SIZE];
 	for (uint32_t i = 0; i < N; i++) {
@@ -80,7 +53,7 @@ Test(backpressure, held_large_messages_pause_receiving_and_nothing_is_lost, .tim
 		crust_msg_release(held[i]);
 	}
 	for (unsigned i = got; i < N; i++) {
-		struct crust_event ev = wait_for(rx, CRUST_EV_NEW_MESSAGE);
+		struct crust_event ev = pair_wait(rx, CRUST_EV_NEW_MESSAGE);
 		cr_assert_eq(crust_msg_len(ev.msg), SIZE);
 		cr_assert_eq(((uint8_t *)crust_msg_data(ev.msg))[0], (uint8_t)i);
 		crust_msg_release(ev.msg);
