@@ -8,6 +8,8 @@
 #define _GNU_SOURCE
 #include "listener.h"
 
+#include "addr.h"
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -44,11 +46,7 @@ uint16_t eng_bound_port(int fd)
 	socklen_t len = sizeof(ss);
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
 		return 0;
-	if (ss.ss_family == AF_INET)
-		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-	if (ss.ss_family == AF_INET6)
-		return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-	return 0;
+	return eng_addr_port(&ss);
 }
 
 static void arm_accept(struct eng_listener *l)

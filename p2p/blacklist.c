@@ -9,6 +9,8 @@
 #define _GNU_SOURCE
 #include "blacklist.h"
 
+#include "engine/addr.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -141,22 +143,15 @@ bool blacklist_has_peer(struct blacklist *b, const struct crust_peer_id *id)
 
 /* ---- addresses ---- */
 
-/* addr's key: IPv4 in its mapped IPv6 form, so both spellings meet. */
+/* addr's key: its IP (see engine/addr.h), then its port (0 = every port). */
 static int addr_key(const struct sockaddr_storage *addr, uint8_t key[ADDR_KEY_LEN])
 {
 	memset(key, 0, ADDR_KEY_LEN);
-	if (addr->ss_family == AF_INET) {
-		const struct sockaddr_in *v4 = (const struct sockaddr_in *)addr;
-		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &v4->sin_addr, 4);
-		memcpy(key + 16, &v4->sin_port, 2);
-	} else if (addr->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)addr;
-		memcpy(key, &v6->sin6_addr, 16);
-		memcpy(key + 16, &v6->sin6_port, 2);
-	} else {
+	if (!eng_addr_ip_key(addr, key))
 		return -EAFNOSUPPORT;
-	}
+	uint16_t port = eng_addr_port(addr);
+	key[16] = (uint8_t)(port >> 8);
+	key[17] = (uint8_t)port;
 	return 0;
 }
 

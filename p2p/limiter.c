@@ -13,6 +13,8 @@
  */
 #include "limiter.h"
 
+#include "engine/addr.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -92,19 +94,6 @@ void limiter_destroy(struct limiter *l)
 	free(l->buckets);
 	free(l->src);
 	memset(l, 0, sizeof(*l));
-}
-
-/* The 16-byte key of src's IP: IPv4 in its mapped form, so both spellings meet. */
-static void ip_key(const struct sockaddr_storage *src, uint8_t key[16])
-{
-	memset(key, 0, 16);
-	if (src->ss_family == AF_INET) {
-		const struct sockaddr_in *v4 = (const struct sockaddr_in *)src;
-		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &v4->sin_addr, 4);
-	} else if (src->ss_family == AF_INET6) {
-		memcpy(key, &((const struct sockaddr_in6 *)src)->sin6_addr, 16);
-	}
 }
 
 static uint32_t bucket_of(const struct limiter *l, const uint8_t key[16])
@@ -279,7 +268,7 @@ enum limiter_verdict limiter_admit(struct limiter *l, const struct sockaddr_stor
 				   uint64_t now_ms)
 {
 	uint8_t key[16];
-	ip_key(src, key);
+	eng_addr_ip_key(src, key);
 	pthread_mutex_lock(&l->lock);
 	enum limiter_verdict v = admit_locked(l, key, now_ms);
 	pthread_mutex_unlock(&l->lock);
@@ -289,7 +278,7 @@ enum limiter_verdict limiter_admit(struct limiter *l, const struct sockaddr_stor
 void limiter_release(struct limiter *l, const struct sockaddr_storage *src)
 {
 	uint8_t key[16];
-	ip_key(src, key);
+	eng_addr_ip_key(src, key);
 	pthread_mutex_lock(&l->lock);
 	struct limiter_source *s = find(l, key);
 	/* a source with handshakes pending is never evicted, so s is there */

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 
+#include "engine/addr.h"
 #include "node.h"
 
 CRUST_API void crust_config_init(struct crust_config *cfg)
@@ -222,19 +223,11 @@ CRUST_API void crust_own_id(const struct crust_service *svc, struct crust_peer_i
 	*out = svc->id;
 }
 
-static void set_port(struct sockaddr_storage *ss, uint16_t port)
-{
-	if (ss->ss_family == AF_INET)
-		((struct sockaddr_in *)ss)->sin_port = htons(port);
-	else
-		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
-}
-
 CRUST_API int crust_start_listening(struct crust_service *svc)
 {
 	pthread_mutex_lock(&svc->listen_lock);
 	struct sockaddr_storage ss = svc->bind_addr;
-	set_port(&ss, svc->cfg.tcp_port);
+	eng_addr_set_port(&ss, svc->cfg.tcp_port);
 	uint16_t port = 0;
 	bool fallback = false;
 	int err = svc->tcp->vt->listen(svc->tcp, (struct sockaddr *)&ss, svc->bind_len, &port,
@@ -256,7 +249,7 @@ CRUST_API int crust_start_listening(struct crust_service *svc)
 	pthread_mutex_unlock(&svc->listen_lock);
 	event_init(&ev, CRUST_EV_LISTENER_STARTED);
 	ev.transport = CRUST_TRANSPORT_TCP;
-	set_port(&ss, port);
+	eng_addr_set_port(&ss, port);
 	ev.addr = ss;
 	ev.port = port;
 	ev.fallback = fallback;
@@ -611,7 +604,7 @@ static int add_endpoint(struct crust_endpoint *out, size_t n, int got, const str
 	out[got].transport = CRUST_TRANSPORT_TCP;
 	memcpy(&out[got].addr, sa, len);
 	out[got].addrlen = len;
-	set_port(&out[got].addr, port);
+	eng_addr_set_port(&out[got].addr, port);
 	return got + 1;
 }
 

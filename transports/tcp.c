@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/addr.h"
 #include "engine/listener.h"
 #include "engine/stream.h"
 #include "framing.h"
@@ -236,21 +237,6 @@ static void start_listener(struct shard *sh, struct eng_mail *m)
 	free(lm);
 }
 
-static void set_port(struct sockaddr_storage *ss, uint16_t port)
-{
-	if (ss->ss_family == AF_INET)
-		((struct sockaddr_in *)ss)->sin_port = htons(port);
-	else
-		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
-}
-
-static uint16_t get_port(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return ntohs(((const struct sockaddr_in *)ss)->sin_port);
-	return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
-}
-
 /* Is the port free for us? A bind without SO_REUSEPORT answers. */
 static int probe_port(const struct sockaddr_storage *ss, socklen_t len)
 {
@@ -274,8 +260,8 @@ static int bind_all(struct tcp_transport *tt, struct sockaddr_storage *ss, sockl
 				close(fds[i]);
 			return err;
 		}
-		if (i == 0 && get_port(ss) == 0)
-			set_port(ss, eng_bound_port(fds[0]));
+		if (i == 0 && eng_addr_port(ss) == 0)
+			eng_addr_set_port(ss, eng_bound_port(fds[0]));
 	}
 	return 0;
 }
@@ -292,17 +278,17 @@ static int tcp_listen(struct transport *t, const struct sockaddr *addr, socklen_
 	memcpy(&ss, addr, len);
 	*fallback = false;
 	int fds[n];
-	int err = get_port(&ss) ? probe_port(&ss, len) : 0;
+	int err = eng_addr_port(&ss) ? probe_port(&ss, len) : 0;
 	if (err == 0)
 		err = bind_all(tt, &ss, len, fds);
 	if (err == -EADDRINUSE || err == -EACCES) {
 		*fallback = true;
-		set_port(&ss, 0);
+		eng_addr_set_port(&ss, 0);
 		err = bind_all(tt, &ss, len, fds);
 	}
 	if (err)
 		return err;
-	*port = get_port(&ss);
+	*port = eng_addr_port(&ss);
 	tt->bound = true;
 	for (unsigned i = 0; i < n; i++) {
 		struct listen_mail *lm = calloc(1, sizeof(*lm));
