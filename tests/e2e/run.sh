@@ -41,6 +41,7 @@ fi
 passed=0
 failed=0
 failed_names=()
+reasons=()
 
 if [ ! -x "$CRUST" ]; then
 	echo "run.sh: $CRUST is not an executable (build first: make)" >&2
@@ -74,11 +75,17 @@ for t in "$HERE"/test_*.py "$HERE"/test_*.sh; do
 		sed 's/^/    | /' "$out"
 		failed=$((failed + 1))
 		failed_names+=("$name")
+		# the why, kept for the summary: CI logs show only the head and
+		# the tail of a long run, and a failing test's output is long
+		why=$(grep -m1 -E '^[A-Za-z_.]*(Error|Exception|Timeout)[A-Za-z]*: ' "$out" | cut -c1-400)
+		last_ok=$(grep '^ok: ' "$out" | tail -n1 | cut -c1-200)
+		reasons+=("$name: ${why:-exit status $rc} (last passed check: ${last_ok:-none})")
 	fi
 done
 
 if [ $failed -gt 0 ]; then
 	echo "failed: ${failed_names[*]}"
+	for r in "${reasons[@]}"; do echo "  why: $r"; done
 fi
 echo "$passed passed, $failed failed"
 [ $failed -eq 0 ]
