@@ -20,7 +20,8 @@
 #include "compat.h"
 
 #define UDP_ERROR_RETRY_MS 100
-#define RECV_CTL_SPACE (CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(uint32_t)))
+/* UDP_GRO, SO_RXQ_OVFL, and IP_TTL / IPV6_HOPLIMIT for owners that ask for them */
+#define RECV_CTL_SPACE (2 * CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(uint32_t)))
 
 static void recv_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe);
 static void send_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe);
@@ -121,10 +122,11 @@ static void cancel_cb(struct shard *sh, struct eng_op *op, const struct io_uring
 	finish(u);
 }
 
-/* Read the GRO segment size and the kernel's drop counter from the cmsgs. */
+/* Read the GRO segment size, the kernel's drop counter and the TTL from the cmsgs. */
 static uint16_t parse_cmsgs(struct eng_udp *u, struct io_uring_recvmsg_out *o)
 {
 	uint16_t gso = 0;
+	u->rx_ttl = -1;
 	for (struct cmsghdr *c = io_uring_recvmsg_cmsg_firsthdr(o, &u->rmh); c;
 	     c = io_uring_recvmsg_cmsg_nexthdr(o, &u->rmh, c)) {
 		if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
@@ -135,6 +137,9 @@ static uint16_t parse_cmsgs(struct eng_udp *u, struct io_uring_recvmsg_out *o)
 			uint32_t v;
 			memcpy(&v, CMSG_DATA(c), sizeof(v));
 			u->rx_kernel_drops = v;
+		} else if ((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TTL) ||
+			   (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_HOPLIMIT)) {
+			memcpy(&u->rx_ttl, CMSG_DATA(c), sizeof(u->rx_ttl));
 		}
 	}
 	return gso;

@@ -52,6 +52,11 @@ struct eng_udp {
 	struct eng_udp_send *slots, *free_slots;
 	unsigned inflight;
 	bool closing, closed;
+	/*
+	 * During on_datagram: the datagram's TTL or hop limit if the owner
+	 * turned on IP_RECVTTL / IPV6_RECVHOPLIMIT, else -1.
+	 */
+	int rx_ttl;
 	uint64_t rx_datagrams, rx_truncated, rx_kernel_drops, rx_errors, tx_sends;
 };
 

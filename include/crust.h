@@ -32,6 +32,7 @@ extern "C" {
 #define CRUST_PEER_HEX_LEN (2 * CRUST_PEER_ID_LEN)
 #define CRUST_ADDRSTRLEN 64                /* "[v6]:port" fits */
 #define CRUST_REASON_LEN 96
+#define CRUST_BEACON_PORT_DEFAULT 5483     /* the LAN beacon's UDP port */
 
 struct crust_service;
 struct crust_msg;
@@ -81,7 +82,11 @@ struct crust_config {
 	                                the user may hold before receiving pauses; default 64 MiB */
 	uint32_t zerocopy_min;       /* SEND_ZC for coalesced sends >= this many bytes; 0 = off
 	                                (the default: it only pays on real NICs, see BENCHMARKS) */
-	const char *network_name;    /* nodes of other networks are refused */
+	const char *network_name;    /* nodes of other networks are refused (and not discovered) */
+	uint16_t beacon_port;        /* LAN beacon UDP port: crust_config_init sets 5483;
+	                                0 = no beacon (unlike other fields, 0 is not "default") */
+	uint32_t beacon_interval_ms; /* announce period, default 30000 (+-10% jitter); peers
+	                                not heard for 3 periods are forgotten */
 	const char *identity_file;   /* Ed25519 key pair kept here (created on first start,
 	                                mode 0600); NULL = a new identity every start */
 	bool tracer;                 /* clear records with a magic, for debugging; both ends must
@@ -131,7 +136,8 @@ struct crust_event {
 	struct crust_peer_id peer;
 	struct sockaddr_storage addr;     /* remote, or the listener's own */
 	struct crust_msg *msg;            /* NEW_MESSAGE only */
-	uint16_t port;                    /* LISTENER_STARTED: bound port */
+	uint16_t port;                    /* LISTENER_STARTED: bound port;
+	                                     PEER_DISCOVERED: its reliable-UDP port (0 = none) */
 	bool fallback;                    /* LISTENER_STARTED: live port taken */
 	uint64_t unsent_msgs;             /* LOST_CONNECTION: queued, never sent; SEND_FAILED: 1 */
 	uint64_t unsent_bytes;
@@ -243,6 +249,12 @@ CRUST_API int crust_poll(struct crust_service *svc, struct crust_event *events, 
 /* A descriptor that is readable while events are waiting (for the user's poll loop). */
 CRUST_API int crust_event_fd(struct crust_service *svc);
 
+/*
+ * The UDP port the LAN beacon is bound to, or 0 when it is off (config
+ * port 0, bound to loopback, port unavailable, or not listening yet).
+ */
+CRUST_API uint16_t crust_beacon_port(struct crust_service *svc);
+
 /* Counters, summed over shards. */
 struct crust_stats {
 	uint64_t connections;
@@ -252,6 +264,17 @@ struct crust_stats {
 	uint64_t rx_enobufs;                     /* multishot recv ran out of buffers */
 	uint64_t rx_pauses;                      /* receives paused: user held too much */
 	uint64_t tx_zc_sends, tx_zc_copied;      /* zero-copy sends; those the kernel copied */
+	/* LAN beacon: datagrams received, accepted, and dropped by reason */
+	uint64_t beacon_rx, beacon_accepted, beacon_own;
+	uint64_t beacon_malformed;               /* truncated, bad magic, version or type */
+	uint64_t beacon_oversized;
+	uint64_t beacon_other_network;
+	uint64_t beacon_off_link;                /* TTL / hop limit not 255 */
+	uint64_t beacon_stale;                   /* replayed, or timestamp out of the window */
+	uint64_t beacon_rate_limited;            /* over the per-source or overall budget */
+	uint64_t beacon_bad_signature;
+	uint64_t beacon_sig_checks;              /* signatures verified (the costly step) */
+	uint64_t beacon_sent, beacon_answers;    /* datagrams sent; of them, answers to queries */
 };
 CRUST_API void crust_stats(struct crust_service *svc, struct crust_stats *out);
 

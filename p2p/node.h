@@ -16,6 +16,7 @@
 #include "engine/mailbox.h"
 #include "engine/msg.h"
 #include "transports/transport.h"
+#include "beacon.h"
 #include "blacklist.h"
 #include "handshake.h"
 #include "identity.h"
@@ -116,6 +117,11 @@ struct crust_service {
 	uint16_t tcp_port;                   /* 0 until listening */
 	struct sockaddr_storage bind_addr;
 	socklen_t bind_len;
+	/* LAN beacon (beacon.c): hook fields under listen_lock */
+	struct beacon *beacon;               /* NULL when off */
+	_Atomic uint16_t beacon_port;        /* bound port, 0 = off */
+	beacon_candidate_fn beacon_hook;
+	void *beacon_hook_ctx;
 	/* identity and policy */
 	struct identity identity;
 	struct limiter limiter;

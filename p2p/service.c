@@ -23,6 +23,7 @@ CRUST_API void crust_config_init(struct crust_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->pin_shards = true;
 	cfg->log_level = CRUST_LOG_WARN;
+	cfg->beacon_port = CRUST_BEACON_PORT_DEFAULT;
 }
 
 static void default_log(void *ctx, enum crust_log_level lvl, const char *msg)
@@ -86,6 +87,7 @@ static void engine_log(void *ctx, int level, const char *msg)
 static void on_shard_stop(struct shard *sh, void *ctx)
 {
 	struct crust_service *svc = ctx;
+	beacon_stop_shard(svc, sh);
 	svc->tcp->vt->stop_shard(svc->tcp, sh);
 	conn_close_all(svc, sh);
 	dedupe_stop(svc, sh);
@@ -196,6 +198,7 @@ CRUST_API void crust_service_free(struct crust_service *svc)
 	if (svc->event_fd >= 0)
 		events_destroy(svc);
 	eng_free(svc->eng);
+	beacon_free(svc);
 	if (svc->tcp)
 		svc->tcp->vt->destroy(svc->tcp);
 	for (unsigned b = 0; b < PEER_BUCKETS; b++) {
@@ -246,7 +249,10 @@ CRUST_API int crust_start_listening(struct crust_service *svc)
 		return err;
 	}
 	svc->tcp_port = port;
+	int berr = beacon_start(svc);
 	pthread_mutex_unlock(&svc->listen_lock);
+	if (berr)
+		svc_log(svc, CRUST_LOG_WARN, "beacon off: %s", strerror(-berr));
 	event_init(&ev, CRUST_EV_LISTENER_STARTED);
 	ev.transport = CRUST_TRANSPORT_TCP;
 	eng_addr_set_port(&ss, port);
@@ -660,6 +666,7 @@ CRUST_API void crust_stats(struct crust_service *svc, struct crust_stats *out)
 		out->rx_msgs += atomic_load(&ps->rx_msgs);
 		out->tx_msgs += atomic_load(&ps->tx_msgs);
 	}
+	beacon_stats(svc, out);
 	pthread_rwlock_rdlock(&svc->peers_lock);
 	out->connections = svc->npeers;
 	pthread_rwlock_unlock(&svc->peers_lock);

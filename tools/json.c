@@ -60,6 +60,14 @@ void json_event(FILE *f, const struct crust_event *ev)
 		fprintf(f, ",\"unsent_msgs\":%llu,\"unsent_bytes\":%llu",
 			(unsigned long long)ev->unsent_msgs, (unsigned long long)ev->unsent_bytes);
 		break;
+	case CRUST_EV_PEER_DISCOVERED:
+		crust_peer_to_hex(&ev->peer, peer);
+		crust_addr_format(&ev->addr, addr, sizeof(addr));
+		field_str(f, "peer", peer);
+		field_str(f, "addr", addr);
+		fprintf(f, ",\"rudp_port\":%u", ev->port);
+		field_str(f, "via", "beacon");
+		break;
 	case CRUST_EV_NEW_MESSAGE: {
 		crust_peer_to_hex(&ev->peer, peer);
 		field_str(f, "peer", peer);

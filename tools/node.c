@@ -26,6 +26,7 @@ struct node {
 	struct crust_service *svc;
 	const char *connect[MAX_CONNECT];
 	int nconnect;
+	bool no_beacon;
 	uint64_t sends_ok;
 	bool quit;
 	char *line;
@@ -109,7 +110,7 @@ static int parse_options(int argc, char **argv, struct crust_config *cfg, struct
 		case OPT_BEACON_PORT:
 			if (!cli_uint("--beacon-port", optarg, 0, 65535, &v))
 				return EXIT_USAGE;
-			later("--beacon-port (LAN beacon)");
+			cfg->beacon_port = (uint16_t)v; /* 0 = off */
 			break;
 		case OPT_SHARDS:
 			if (!cli_uint("--shards", optarg, 0, 1024, &v))
@@ -187,7 +188,9 @@ static int parse_options(int argc, char **argv, struct crust_config *cfg, struct
 				return EXIT_USAGE;
 			cfg->max_rx_msgs_per_s = (uint32_t)v;
 			break;
-		case OPT_NO_BEACON: later("--no-beacon (LAN beacon)"); break;
+		case OPT_NO_BEACON:
+			n->no_beacon = true;
+			break;
 		case OPT_COORD: later("--coordinator (NAT traversal)"); break;
 		case OPT_TRACER:
 			cfg->tracer = true;
@@ -204,6 +207,8 @@ static int parse_options(int argc, char **argv, struct crust_config *cfg, struct
 		fprintf(stderr, "crust node: unexpected argument '%s'\n", argv[optind]);
 		return EXIT_USAGE;
 	}
+	if (n->no_beacon)
+		cfg->beacon_port = 0; /* whatever the order of --beacon-port and --no-beacon */
 	return 0;
 }
 
@@ -288,10 +293,22 @@ static void do_stats(struct node *n)
 	struct crust_stats s;
 	crust_stats(n->svc, &s);
 	printf("{\"event\":\"stats\",\"connections\":%llu,\"rx_bytes\":%llu,\"tx_bytes\":%llu,"
-	       "\"rx_msgs\":%llu,\"tx_msgs\":%llu,\"rx_enobufs\":%llu}\n",
+	       "\"rx_msgs\":%llu,\"tx_msgs\":%llu,\"rx_enobufs\":%llu",
 	       (unsigned long long)s.connections, (unsigned long long)s.rx_bytes,
 	       (unsigned long long)s.tx_bytes, (unsigned long long)s.rx_msgs,
 	       (unsigned long long)s.tx_msgs, (unsigned long long)s.rx_enobufs);
+	printf(",\"beacon_port\":%u", crust_beacon_port(n->svc));
+	const struct { const char *name; uint64_t v; } beacon[] = {
+		{ "rx", s.beacon_rx }, { "accepted", s.beacon_accepted }, { "own", s.beacon_own },
+		{ "malformed", s.beacon_malformed }, { "oversized", s.beacon_oversized },
+		{ "other_network", s.beacon_other_network }, { "off_link", s.beacon_off_link },
+		{ "stale", s.beacon_stale }, { "rate_limited", s.beacon_rate_limited },
+		{ "bad_signature", s.beacon_bad_signature }, { "sig_checks", s.beacon_sig_checks },
+		{ "sent", s.beacon_sent }, { "answers", s.beacon_answers },
+	};
+	for (size_t i = 0; i < sizeof(beacon) / sizeof(beacon[0]); i++)
+		printf(",\"beacon_%s\":%llu", beacon[i].name, (unsigned long long)beacon[i].v);
+	printf("}\n");
 }
 
 static void run_command(struct node *n, char *line)
