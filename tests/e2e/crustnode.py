@@ -184,18 +184,28 @@ class CrustNode:
     tcp_port/bind/shards to change that. The constructor waits for
     node_started and listener_started: self.peer is the node's id,
     self.port its listening port, self.listener the listener_started event.
+
+    netns: run the node inside that network namespace (`ip netns exec NS`;
+    the process is still crust itself, so pid/kill work as usual; see
+    netlab.py for making namespaces). beacon: leave the LAN beacon on; by
+    default tests pass --no-beacon, so nothing a test starts broadcasts out
+    of a namespace it did not make.
     """
 
     def __init__(self, name="node", args=(), tcp_port=0, bind="127.0.0.1", shards=1,
-                 wait_listening=True, timeout=DEFAULT_TIMEOUT):
+                 wait_listening=True, timeout=DEFAULT_TIMEOUT, netns=None, beacon=False):
         self.name = name
-        self.argv = [crust_binary(), "node"]
+        self.netns = netns
+        self.argv = ["ip", "netns", "exec", netns] if netns else []
+        self.argv += [crust_binary(), "node"]
         if tcp_port is not None:
             self.argv += ["--tcp-port", str(tcp_port)]
         if bind is not None:
             self.argv += ["--bind", bind]
         if shards is not None:
             self.argv += ["--shards", str(shards)]
+        if not beacon:
+            self.argv.append("--no-beacon")
         self.argv += list(args)
         self.events = []          # every event read, in order
         self.stderr_lines = []    # every stderr line read
