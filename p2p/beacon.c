@@ -413,8 +413,8 @@ static void heard(struct beacon *b, const struct beacon_msg *m,
 {
 	struct beacon_peer *p;
 	if (beacon_peers_record(&b->peers, m, from, now, &p) != BEACON_SEEN_AGAIN) {
+		offer(b, p); /* before the event: whoever hears the event may rely on the hook's state */
 		emit_discovered(b, p);
-		offer(b, p);
 	}
 	maybe_dial(b, p, now);
 	if (m->type == BEACON_QUERY)

@@ -11,9 +11,15 @@
 #include <criterion/new/assert.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "p2p/beacon.h"
 #include "p2p/beacon_peers.h"
 #include "p2p/beacon_wire.h"
 #include "p2p/handshake.h"
@@ -395,4 +401,139 @@ Test(beacon_service, off_when_bound_to_loopback_or_port_zero, .timeout = 20)
 	cr_assert(eq(u16, beacon_port_after_listen("::1", 5483), 0));
 	cr_assert(eq(u16, beacon_port_after_listen("127.0.0.1", 0), 0));
 	cr_assert(eq(u16, crust_beacon_port(NULL), 0));
+}
+
+/*
+ * Two services in a private network namespace (unshare: it exists only for
+ * this forked test process and vanishes with it) on one end of a veth pair with
+ * a 198.18.0.0/24 address: their broadcasts loop back to each other.
+ */
+struct hook_seen {
+	atomic_int calls;
+	struct beacon_candidate last;
+};
+
+static bool take_candidate(void *ctx, const struct beacon_candidate *c)
+{
+	struct hook_seen *h = ctx;
+	h->last = *c;
+	atomic_fetch_add(&h->calls, 1);
+	return false; /* let the beacon dial as usual */
+}
+
+static bool keep_candidate(void *ctx, const struct beacon_candidate *c)
+{
+	take_candidate(ctx, c);
+	return true; /* the hook dials (here: nobody does) */
+}
+
+static struct crust_service *lan_service(void)
+{
+	struct crust_config cfg;
+	crust_config_init(&cfg);
+	cfg.shards = 1;
+	cfg.pin_shards = false;
+	cfg.bind_addr = "0.0.0.0";
+	cfg.beacon_interval_ms = 1000;
+	cfg.log = quiet;
+	struct crust_service *svc;
+	cr_assert(eq(int, crust_service_new(&cfg, &svc), 0));
+	return svc;
+}
+
+static bool wait_event(struct crust_service *svc, enum crust_event_type type,
+		       const struct crust_peer_id *peer, struct crust_event *out)
+{
+	for (int i = 0; i < 200; i++) {
+		struct crust_event ev;
+		if (crust_poll(svc, &ev, 1, 100) != 1)
+			continue;
+		crust_msg_release(ev.msg);
+		if (ev.type == type && crust_peer_eq(&ev.peer, peer)) {
+			*out = ev;
+			return true;
+		}
+	}
+	return false;
+}
+
+static void private_link(void)
+{
+	if (unshare(CLONE_NEWNET) != 0)
+		cr_skip_test("cannot make a network namespace (not root?)");
+	int rc = system("ip link set lo up && ip link add d0 type veth peer name d1 && "
+			"ip link set d1 up && ip addr add 198.18.0.1/24 dev d0 && ip link set d0 up");
+	if (rc != 0)
+		cr_skip_test("no veth interface here (ip link add d0 type veth: %d)", rc);
+}
+
+Test(beacon_service, two_services_on_one_link_find_each_other_and_the_hook_hears, .timeout = 40)
+{
+	private_link();
+	struct crust_service *a = lan_service(), *b = lan_service();
+	static struct hook_seen seen;
+	cr_assert(eq(int, beacon_set_hook(a, take_candidate, &seen), 0));
+	cr_assert(eq(int, crust_start_listening(a), 0));
+	cr_assert(eq(int, crust_start_listening(b), 0));
+	cr_assert(eq(u16, crust_beacon_port(a), CRUST_BEACON_PORT_DEFAULT));
+	struct crust_peer_id ida, idb;
+	crust_own_id(a, &ida);
+	crust_own_id(b, &idb);
+	struct crust_endpoint eb;
+	cr_assert(eq(int, crust_own_endpoints(b, &eb, 1), 1));
+
+	struct crust_event ev;
+	cr_assert(wait_event(a, CRUST_EV_PEER_DISCOVERED, &idb, &ev), "a discovered b");
+	char addr[CRUST_ADDRSTRLEN], want[CRUST_ADDRSTRLEN];
+	crust_addr_format(&ev.addr, addr, sizeof(addr));
+	snprintf(want, sizeof(want), "198.18.0.1:%u", ntohs(((struct sockaddr_in *)&eb.addr)->sin_port));
+	cr_assert(eq(str, addr, want));
+	cr_assert(ge(int, atomic_load(&seen.calls), 1), "the hook heard of b");
+	cr_assert(crust_peer_eq(&seen.last.peer, &idb));
+	cr_assert(eq(int, seen.last.tcp.transport, CRUST_TRANSPORT_TCP));
+	cr_assert(eq(u32, seen.last.rudp.addrlen, 0), "no reliable-UDP port announced");
+	cr_assert(wait_event(a, CRUST_EV_NEW_CONNECTION, &idb, &ev), "a connected to b");
+	cr_assert(wait_event(b, CRUST_EV_NEW_CONNECTION, &ida, &ev), "b connected to a");
+
+	struct crust_stats s;
+	crust_stats(a, &s);
+	cr_assert(ge(u64, s.beacon_accepted, 1));
+	cr_assert(eq(u64, s.beacon_off_link, 0), "looped-back broadcasts keep TTL 255");
+	cr_assert(eq(u64, s.beacon_bad_signature, 0));
+	crust_service_free(a);
+	crust_service_free(b);
+}
+
+Test(beacon_service, a_hook_that_takes_over_stops_the_beacon_dialing, .timeout = 40)
+{
+	private_link();
+	struct crust_service *a = lan_service(), *b = lan_service();
+	static struct hook_seen seen_a, seen_b;
+	cr_assert(eq(int, beacon_set_hook(a, keep_candidate, &seen_a), 0));
+	cr_assert(eq(int, beacon_set_hook(b, keep_candidate, &seen_b), 0));
+	cr_assert(eq(int, crust_start_listening(a), 0));
+	cr_assert(eq(int, crust_start_listening(b), 0));
+	struct crust_peer_id ida, idb;
+	crust_own_id(a, &ida);
+	crust_own_id(b, &idb);
+	struct crust_event ev;
+	cr_assert(wait_event(a, CRUST_EV_PEER_DISCOVERED, &idb, &ev));
+	cr_assert(wait_event(b, CRUST_EV_PEER_DISCOVERED, &ida, &ev));
+	/* past the larger id's dial grace, with announcements every second: nobody dialed */
+	struct crust_stats s;
+	for (int i = 0; i < 5; i++) {
+		usleep(1000 * 1000);
+		crust_stats(a, &s);
+		cr_assert(eq(u64, s.connections, 0), "a's hook kept the beacon from dialing");
+		crust_stats(b, &s);
+		cr_assert(eq(u64, s.connections, 0), "b's hook kept the beacon from dialing");
+	}
+	cr_assert(ge(int, atomic_load(&seen_a.calls), 1));
+	cr_assert(ge(int, atomic_load(&seen_b.calls), 1));
+	/* hooks gone: the beacons dial again */
+	cr_assert(eq(int, beacon_set_hook(a, NULL, NULL), 0));
+	cr_assert(eq(int, beacon_set_hook(b, NULL, NULL), 0));
+	cr_assert(wait_event(a, CRUST_EV_NEW_CONNECTION, &idb, &ev), "connected once the hooks left");
+	crust_service_free(a);
+	crust_service_free(b);
 }
