@@ -654,10 +654,27 @@ def handshake_responder(sock, timeout=10.0, confirm=True, **kw):
     return conn
 
 
-def open_socket(host, port, timeout=10.0, source=None):
-    """A connected TCP socket with TCP_NODELAY (source: a local address to bind)."""
-    s = socket.create_connection((host, port), timeout=timeout,
-                                 source_address=(source, 0) if source else None)
+def open_socket(host, port, timeout=10.0, source=None, avoid=None):
+    """A connected TCP socket with TCP_NODELAY (source: a local address to bind).
+
+    avoid: a set of local ports not to use (the one chosen is added to it).
+    Tests that name connections by "IP:PORT" need it: once a node has
+    closed a connection, the kernel may hand its port to the next one."""
+    if avoid is None:
+        s = socket.create_connection((host, port), timeout=timeout,
+                                     source_address=(source, 0) if source else None)
+    else:
+        for _ in range(1000):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((source or "127.0.0.1", 0))
+            if s.getsockname()[1] not in avoid:
+                break
+            s.close()
+        else:
+            raise RuntimeError("open_socket: no unused local port in 1000 tries")
+        avoid.add(s.getsockname()[1])
+        s.settimeout(timeout)
+        s.connect((host, port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
 
