@@ -208,7 +208,10 @@ CRUST_API CRUST_MUST_CHECK int crust_start_listening(struct crust_service *svc);
  * NEW_BOOTSTRAP_CONNECTION (after its NEW_CONNECTION); when a round
  * reached at least one node, BOOTSTRAP_FINISHED. A round that reached
  * none gives BOOTSTRAP_ROUND and is retried with exponential backoff and
- * jitter until one succeeds or the service is freed. Calling it again
+ * jitter until one succeeds or the service is freed. With no candidate
+ * at all it waits quietly for one (beacon, peer exchange) or for a peer
+ * that dials in (then BOOTSTRAP_FINISHED). After finishing, losing every
+ * peer starts it again. Calling it again
  * while it runs does nothing (-EALREADY). Bootstrap events come from the
  * service's bootstrap thread.
  */

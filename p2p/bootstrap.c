@@ -463,7 +463,9 @@ static void run_rounds(struct boot *b, uint64_t now)
 	watch_peers(b, now);
 	if (b->in_round && !round_busy(b))
 		end_round(b, now);
-	if (b->started && !b->finished && !b->in_round && now >= b->next_round_ms)
+	/* nothing to try and nobody here: wait quietly for a candidate (add_locked wakes us) */
+	if (b->started && !b->finished && !b->in_round && now >= b->next_round_ms &&
+	    (b->ncands || b->nserved || npeers(b->svc)))
 		start_round(b, now);
 	dial_some(b, now);
 	if (b->in_round && !round_busy(b))

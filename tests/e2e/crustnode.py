@@ -184,7 +184,7 @@ class CrustNode:
     args: extra command-line options (list). By default the node listens on
     127.0.0.1 with a random port (--tcp-port 0) and one shard; pass
     tcp_port/bind/shards to change that. isolated=True (the default) adds
-    --no-pex --no-beacon --no-cache so the node makes no connection the test
+    --no-pex --no-beacon --no-cache --no-bootstrap so the node makes no connection the test
     did not ask for; discovery tests pass isolated=False. Either way the
     node's XDG config and cache homes are a fresh directory of its own, so
     no config or cache outside the test is ever read. The constructor waits for
@@ -203,7 +203,7 @@ class CrustNode:
         if shards is not None:
             self.argv += ["--shards", str(shards)]
         if isolated:
-            self.argv += ["--no-pex", "--no-beacon", "--no-cache"]
+            self.argv += ["--no-pex", "--no-beacon", "--no-cache", "--no-bootstrap"]
         self.argv += list(args)
         self.home = tempfile.mkdtemp(prefix="crust-node-home-")
         child_env = dict(os.environ)
