@@ -70,6 +70,15 @@ void json_event(FILE *f, const struct crust_event *ev)
 			fputs(",\"truncated\":true", f);
 		break;
 	}
+	case CRUST_EV_BOOTSTRAP_ROUND:
+	case CRUST_EV_BOOTSTRAP_FINISHED:
+		fprintf(f, ",\"round\":%u,\"tried\":%u,\"succeeded\":%u", ev->round, ev->tried,
+			ev->succeeded);
+		if (ev->type == CRUST_EV_BOOTSTRAP_ROUND)
+			fprintf(f, ",\"retry_ms\":%u", ev->retry_ms);
+		if (ev->reason[0])
+			field_str(f, "reason", ev->reason);
+		break;
 	default:
 		crust_addr_format(&ev->addr, addr, sizeof(addr));
 		field_str(f, "addr", addr);
