@@ -16,7 +16,7 @@ SOVER    := 0
 VERSION  := 0.1.0
 
 CC       ?= cc
-PKGS     := liburing libsodium libcrypto
+PKGS     := liburing libsodium libcrypto jansson
 WARN     := -Wall -Wextra -Wshadow -Wformat=2 -Wundef -Wimplicit-fallthrough
 ifeq ($(CI),true)
 WARN     += -Werror
@@ -25,7 +25,7 @@ OPT      ?= -O2 -g
 SAN      ?=
 CFLAGS_ALL = -std=gnu11 $(OPT) $(SAN) $(WARN) -fPIC -fvisibility=hidden -MMD -MP \
              -Iinclude -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
-LIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -luring -lsodium -lcrypto) -lpthread
+LIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -luring -lsodium -lcrypto -ljansson) -lpthread
 LDFLAGS_ALL = $(SAN) $(LDFLAGS)
 
 ifeq ($(V),1)

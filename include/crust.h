@@ -83,10 +83,6 @@ struct crust_config {
 	uint32_t zerocopy_min;       /* SEND_ZC for coalesced sends >= this many bytes; 0 = off
 	                                (the default: it only pays on real NICs, see BENCHMARKS) */
 	const char *network_name;    /* nodes of other networks are refused (and not discovered) */
-	uint16_t beacon_port;        /* LAN beacon UDP port: crust_config_init sets 5483;
-	                                0 = no beacon (unlike other fields, 0 is not "default") */
-	uint32_t beacon_interval_ms; /* announce period, default 30000 (+-10% jitter); peers
-	                                not heard for 3 periods are forgotten */
 	const char *identity_file;   /* Ed25519 key pair kept here (created on first start,
 	                                mode 0600); NULL = a new identity every start */
 	bool tracer;                 /* clear records with a magic, for debugging; both ends must
@@ -99,6 +95,26 @@ struct crust_config {
 	uint32_t hs_rate_per_s;      /* new handshakes per source IP per second, default 50 */
 	uint32_t hs_burst;           /* default 100 */
 	uint32_t hs_max_pending;     /* unfinished handshakes per source IP, default 16 */
+	/* bootstrap and discovery (docs/CONFIG.md has the details) */
+	const struct crust_endpoint *contacts; /* hard-coded contacts crust_bootstrap tries
+	                                (copied by crust_service_new) */
+	size_t ncontacts;
+	const char *cache_file;      /* bootstrap cache of directly reached endpoints; NULL = none */
+	uint32_t cache_max_entries;  /* default 64 (at most 4096) */
+	uint32_t cache_max_failures; /* failed dials in a row before an entry is removed, default 5 */
+	bool no_beacon;              /* keep the LAN beacon off */
+	bool no_pex;                 /* ask no peer for endpoints (still answer asks) */
+	uint16_t beacon_port;        /* UDP port of the LAN beacon, default 5483 */
+	uint32_t beacon_interval_ms; /* beacon announce period, default 30000 (+-10% jitter);
+	                                peers not heard for 3 periods are forgotten */
+	uint32_t bootstrap_parallel; /* dials at once while bootstrapping, default 8 */
+	uint32_t bootstrap_retry_min_ms; /* first retry after a round with no success, default 1000 */
+	uint32_t bootstrap_retry_max_ms; /* backoff cap (delays double, +-25% jitter), default 60000 */
+	uint32_t pex_interval_ms;    /* ask a random connected peer for endpoints, default 60000 */
+	uint32_t pex_max_endpoints;  /* endpoints per peer-exchange answer, default 32 (at most 64) */
+	uint32_t auto_connect_max;   /* dial discovered peers while fewer are connected, default 32 */
+	uint32_t rebind_interval_ms; /* move listeners to new random ports this often; 0 = never */
+	void *loaded;                /* what crust_config_load allocated; crust_config_release */
 	crust_log_fn log;            /* default: warnings and errors to stderr */
 	void *log_ctx;
 	enum crust_log_level log_level;
@@ -121,6 +137,7 @@ enum crust_event_type {
 	CRUST_EV_EXTERNAL_ENDPOINT,
 	CRUST_EV_PUNCH_RESULT,
 	CRUST_EV_ABUSE,
+	CRUST_EV_BOOTSTRAP_ROUND,         /* a bootstrap round ended without success; retry follows */
 };
 
 /*
@@ -143,10 +160,26 @@ struct crust_event {
 	uint64_t unsent_bytes;
 	int error;                        /* -errno, when relevant */
 	char reason[CRUST_REASON_LEN];    /* LOST/FAILED/ABUSE: why, in words */
+	uint32_t round;                   /* BOOTSTRAP_ROUND/FINISHED: rounds so far (from 1) */
+	uint32_t tried, succeeded;        /* BOOTSTRAP_ROUND/FINISHED: endpoints of the last round */
+	uint32_t retry_ms;                /* BOOTSTRAP_ROUND: next round in this many ms */
 };
 
 /* Fill cfg with defaults. */
 CRUST_API void crust_config_init(struct crust_config *cfg);
+
+/*
+ * Fill cfg from a JSON config file (keys in docs/CONFIG.md); fields the
+ * file does not name keep their value. Returns 0, -ENOENT if the file does
+ * not exist (cfg untouched: "use the defaults"), or -EINVAL / -errno with
+ * a message in why naming the key and line (unknown key, wrong type, out
+ * of range) or the line and column (invalid JSON). Strings and contacts
+ * live in memory owned by cfg until crust_config_release(cfg).
+ */
+CRUST_API CRUST_MUST_CHECK int crust_config_load(struct crust_config *cfg, const char *path,
+						 char *why, size_t whylen);
+/* Free what crust_config_load allocated (cfg's strings from the file become NULL). */
+CRUST_API void crust_config_release(struct crust_config *cfg);
 
 /*
  * Create a service: starts the shards, creates the node id. Nothing
@@ -171,6 +204,22 @@ CRUST_API void crust_own_id(const struct crust_service *svc, struct crust_peer_i
  * Returns once the listeners are bound.
  */
 CRUST_API CRUST_MUST_CHECK int crust_start_listening(struct crust_service *svc);
+
+/*
+ * Find the network, without blocking: dial the bootstrap cache's
+ * endpoints, the config's contacts and peers the beacon or peer exchange
+ * found, at most bootstrap_parallel at once. Each success gives
+ * NEW_BOOTSTRAP_CONNECTION (after its NEW_CONNECTION); when a round
+ * reached at least one node, BOOTSTRAP_FINISHED. A round that reached
+ * none gives BOOTSTRAP_ROUND and is retried with exponential backoff and
+ * jitter until one succeeds or the service is freed. With no candidate
+ * at all it waits quietly for one (beacon, peer exchange) or for a peer
+ * that dials in (then BOOTSTRAP_FINISHED). After finishing, losing every
+ * peer starts it again. Calling it again
+ * while it runs does nothing (-EALREADY). Bootstrap events come from the
+ * service's bootstrap thread.
+ */
+CRUST_API CRUST_MUST_CHECK int crust_bootstrap(struct crust_service *svc);
 
 /* Connect to an endpoint. Asynchronous: NEW_CONNECTION or CONNECT_FAILED follows. */
 CRUST_API CRUST_MUST_CHECK int crust_connect(struct crust_service *svc,

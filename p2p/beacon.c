@@ -30,6 +30,7 @@
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -40,6 +41,7 @@
 #include "engine/udp.h"
 #include "beacon_peers.h"
 #include "beacon_wire.h"
+#include "bootstrap.h"
 #include "limiter.h"
 #include "node.h"
 
@@ -361,19 +363,41 @@ static void emit_discovered(struct beacon *b, const struct beacon_peer *p)
 	ev.peer = p->id;
 	ev.addr = p->addr;
 	ev.port = p->rudp_port;
+	snprintf(ev.reason, sizeof(ev.reason), "beacon");
 	event_emit(b->svc, &ev);
 }
 
-/* Hand p to the candidate hook, if one is set; it may take over dialing. */
+/*
+ * The bootstrap takes beacon finds as candidates and dials them itself
+ * (auto-connect, within auto_connect_max; cache on success). True if it
+ * took this one.
+ *
+ * The one place the beacon chooses a transport for the bootstrap: TCP.
+ * When reliable UDP lands (DESIGN: "TCP first, then reliable UDP"), also
+ * hand over c->rudp when its addrlen is set.
+ */
+static bool to_bootstrap(struct crust_service *svc, const struct beacon_candidate *c)
+{
+	if (!svc->boot)
+		return false;
+	return boot_add_candidate(svc, (const struct sockaddr *)&c->tcp.addr, c->tcp.addrlen,
+				  c->peer.bytes, CRUST_TRANSPORT_TCP) >= 0;
+}
+
+/*
+ * Hand p on: to the candidate hook if one is set, else to the bootstrap.
+ * Whoever takes it dials it; if nobody does, the beacon dials it itself.
+ */
 static void offer(struct beacon *b, struct beacon_peer *p)
 {
-	if (!b->hook)
-		return;
 	struct beacon_candidate c = { .peer = p->id };
 	endpoint_of(&p->addr, eng_addr_port(&p->addr), CRUST_TRANSPORT_TCP, &c.tcp);
 	if (p->rudp_port)
 		endpoint_of(&p->addr, p->rudp_port, CRUST_TRANSPORT_RUDP, &c.rudp);
-	p->delegated = b->hook(b->hook_ctx, &c);
+	if (b->hook)
+		p->delegated = b->hook(b->hook_ctx, &c);
+	else
+		p->delegated = eng_addr_port(&p->addr) && to_bootstrap(b->svc, &c);
 }
 
 static bool connected(struct beacon *b, const struct crust_peer_id *id)
@@ -385,7 +409,8 @@ static bool connected(struct beacon *b, const struct crust_peer_id *id)
 }
 
 /*
- * The one place the beacon chooses a transport. Today: TCP through
+ * The beacon's own dial, when no hook and no bootstrap took the peer.
+ * The one place it chooses a transport itself: TCP through
  * crust_connect_peer (the dial proves the announced key, so a forged
  * address gets nowhere). When reliable UDP lands (DESIGN: "TCP first,
  * then reliable UDP"): when p->rudp_port is set and the TCP dial fails
@@ -618,7 +643,7 @@ static int beacon_new(struct crust_service *svc, struct beacon **out)
 
 int beacon_start(struct crust_service *svc)
 {
-	if (!svc->cfg.beacon_port || svc->beacon)
+	if (svc->cfg.no_beacon || !svc->cfg.beacon_port || svc->beacon)
 		return 0;
 	if (addr_is_loopback(&svc->bind_addr)) {
 		svc_log(svc, CRUST_LOG_INFO, "beacon off: the service is bound to loopback");

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "node.h"
+#include "pex.h"
 
 static void list_add(struct p2p_shard *ps, struct p2p_conn *pc)
 {
@@ -185,6 +186,7 @@ void conn_established(struct p2p_conn *pc)
 	memcpy(&ref->addr, &pc->tc->remote, sizeof(ref->addr));
 	memcpy(ref->transcript, pc->hs->transcript, 32);
 	ref->we_initiated = pc->outgoing;
+	ref->listen_port = pc->hs->peer_port;
 	eng_timer_cancel(&pc->tc->sh->timers, &pc->hs_timer);
 	if (pc->limited) {
 		limiter_release(&svc->limiter, &pc->tc->remote);
@@ -196,12 +198,16 @@ void conn_established(struct p2p_conn *pc)
 	pc->ref = ref; /* pc's reference */
 	pc->state = CONN_UP;
 	liveness_start(pc);
-	if (!dedupe_register(pc, ref))
-		return;
-	struct crust_event ev;
-	event_init(&ev, CRUST_EV_NEW_CONNECTION);
-	event_fill_conn(&ev, pc);
-	event_emit(svc, &ev);
+	if (dedupe_register(pc, ref)) {
+		struct crust_event ev;
+		event_init(&ev, CRUST_EV_NEW_CONNECTION);
+		event_fill_conn(&ev, pc);
+		event_emit(svc, &ev);
+	}
+	/* a duplicate that lost still proved the endpoint reaches the peer */
+	if (pc->outgoing)
+		boot_on_direct(svc, &pc->tc->remote, ref->transport, &ref->id);
+	pex_on_up(pc);
 }
 
 static void on_received(void *ctx, struct tp_conn *c, struct crust_msg *m)
@@ -344,10 +350,16 @@ const struct tp_callbacks conn_callbacks = {
 
 void conn_send_ctrl(struct p2p_conn *pc, enum ctrl_code code)
 {
-	struct crust_msg *m = eng_msg_alloc(1);
+	uint8_t c = (uint8_t)code;
+	conn_send_ctrl_data(pc, &c, 1);
+}
+
+void conn_send_ctrl_data(struct p2p_conn *pc, const uint8_t *data, size_t len)
+{
+	struct crust_msg *m = eng_msg_alloc(len);
 	if (!m)
 		return;
-	m->data[0] = (uint8_t)code;
+	memcpy(m->data, data, len);
 	m->flags |= ENG_MSG_CTRL;
 	if (pc->tc->t->vt->send(pc->tc, m) == 0)
 		pc->last_tx_ms = eng_clock_ms();

@@ -139,6 +139,7 @@ CRUST_API const char *crust_event_name(enum crust_event_type type)
 	case CRUST_EV_EXTERNAL_ENDPOINT: return "external_endpoint";
 	case CRUST_EV_PUNCH_RESULT: return "punch_result";
 	case CRUST_EV_ABUSE: return "abuse";
+	case CRUST_EV_BOOTSTRAP_ROUND: return "bootstrap_round";
 	}
 	return "unknown";
 }

@@ -53,7 +53,17 @@ static void signal_user(struct crust_service *svc)
 		svc_log(svc, CRUST_LOG_ERROR, "event fd write: %s", strerror(errno));
 }
 
+static void deliver(struct crust_service *svc, struct crust_event *ev);
+
 void event_emit(struct crust_service *svc, struct crust_event *ev)
+{
+	deliver(svc, ev);
+	/* after the user's event, so bootstrap's reaction follows it */
+	if (ev->type == CRUST_EV_CONNECT_FAILED)
+		boot_on_connect_failed(svc, ev);
+}
+
+static void deliver(struct crust_service *svc, struct crust_event *ev)
 {
 	if (svc->cfg.on_event) {
 		svc->cfg.on_event(svc->cfg.on_event_ctx, ev);

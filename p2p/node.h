@@ -18,6 +18,7 @@
 #include "transports/transport.h"
 #include "beacon.h"
 #include "blacklist.h"
+#include "bootstrap.h"
 #include "handshake.h"
 #include "identity.h"
 #include "limiter.h"
@@ -39,6 +40,7 @@ struct peer_ref {
 	struct sockaddr_storage addr;      /* immutable */
 	uint8_t transcript[32];            /* immutable: names the connection on both ends */
 	bool we_initiated;                 /* immutable */
+	uint16_t listen_port;              /* immutable: the TCP port its handshake advertised */
 	/* set once when a duplicate connection took over (shard thread of sh writes, others read) */
 	_Atomic(struct peer_ref *) successor;
 	atomic_bool dead;                  /* its connection is gone; waiting for a successor */
@@ -48,7 +50,7 @@ struct peer_ref {
 
 /* Control messages inside records: length field with this bit set, one code byte. */
 #define CTRL_FLAG 0x80000000u
-enum ctrl_code { CTRL_PING = 1, CTRL_RETIRE = 2 };
+enum ctrl_code { CTRL_PING = 1, CTRL_RETIRE = 2, CTRL_PEX_ASK = 3, CTRL_PEX_LIST = 4 };
 
 /*
  * HANDSHAKE -> CONFIRMING (initiator only: keys agreed, waiting for the
@@ -84,6 +86,8 @@ struct p2p_conn {
 	bool refused;                      /* we sent a refusal: ignore input until it closes */
 	bool abuse_reported;
 	bool stopping;                     /* closed by crust_service_free */
+	bool pex_asked;                    /* pex.c: our ask is outstanding */
+	uint64_t pex_served_ms;            /* pex.c: when we last answered an ask */
 };
 
 struct wait_successor;
@@ -114,7 +118,7 @@ struct crust_service {
 	unsigned npeers;
 	/* listeners */
 	pthread_mutex_t listen_lock;
-	uint16_t tcp_port;                   /* 0 until listening */
+	_Atomic uint16_t tcp_port;           /* 0 until listening; moves with ports_rebind */
 	struct sockaddr_storage bind_addr;
 	socklen_t bind_len;
 	/* LAN beacon (beacon.c): hook fields under listen_lock */
@@ -131,6 +135,8 @@ struct crust_service {
 	struct eng_mailbox events;
 	int event_fd;
 	pthread_mutex_t poll_lock;
+	/* bootstrap, cache, peer exchange (bootstrap.c) */
+	struct boot *boot;
 };
 
 /* events.c */
@@ -163,6 +169,8 @@ void conn_abuse(struct p2p_conn *pc, int err, const char *reason);
 void event_fill_conn(struct crust_event *ev, struct p2p_conn *pc);
 /* Queue a control message (keepalive, retire) on an established connection. */
 void conn_send_ctrl(struct p2p_conn *pc, enum ctrl_code code);
+/* The same with a body: data[0] is the code (copied). */
+void conn_send_ctrl_data(struct p2p_conn *pc, const uint8_t *data, size_t len);
 /* The connection is up: announce (new peer) or take over from a duplicate quietly. */
 void conn_established(struct p2p_conn *pc);
 

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "node.h"
+#include "pex.h"
 #include "transports/framing.h"
 
 static int seal_cb(void *ctx, uint8_t *rec, uint32_t body_len)
@@ -152,6 +153,8 @@ static void control(struct p2p_conn *pc, const uint8_t *p, uint32_t len)
 {
 	if (len == 1 && p[0] == CTRL_RETIRE)
 		pc->peer_retired = true;
+	else if (len >= 1 && (p[0] == CTRL_PEX_ASK || p[0] == CTRL_PEX_LIST))
+		pex_control(pc, p, len);
 	/* CTRL_PING and unknown codes: receiving it was the point */
 }
 

@@ -23,7 +23,7 @@ CRUST_API void crust_config_init(struct crust_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->pin_shards = true;
 	cfg->log_level = CRUST_LOG_WARN;
-	cfg->beacon_port = CRUST_BEACON_PORT_DEFAULT;
+	boot_fill_defaults(cfg);
 }
 
 static void default_log(void *ctx, enum crust_log_level lvl, const char *msg)
@@ -60,6 +60,7 @@ static void fill_defaults(struct crust_config *c)
 		c->provisional_grace_ms = 0; /* never */
 	DEFAULT(log, default_log);
 #undef DEFAULT
+	boot_fill_defaults(c);
 }
 
 static int parse_bind(struct crust_service *svc)
@@ -181,6 +182,8 @@ CRUST_API int crust_service_new(const struct crust_config *cfg, struct crust_ser
 		err = events_init(svc);
 	if (!err)
 		err = start_engine(svc);
+	if (!err)
+		err = boot_new(svc);
 	if (err) {
 		crust_service_free(svc);
 		return err;
@@ -193,11 +196,13 @@ CRUST_API void crust_service_free(struct crust_service *svc)
 {
 	if (!svc)
 		return;
+	boot_stop(svc); /* it dials through the shards */
 	eng_stop(svc->eng);
 	/* views in undelivered events point into receive buffers: free them first */
 	if (svc->event_fd >= 0)
 		events_destroy(svc);
 	eng_free(svc->eng);
+	boot_free(svc);
 	beacon_free(svc);
 	if (svc->tcp)
 		svc->tcp->vt->destroy(svc->tcp);

@@ -375,7 +375,7 @@ static int start_receiver(struct bench *b, struct crust_endpoint *ep)
 	cfg.pin_shards = true;
 	cfg.first_cpu = 0;
 	cfg.bind_addr = "127.0.0.1";
-	cfg.beacon_port = 0; /* no LAN beacon in benchmarks */
+	cfg.no_beacon = true; /* no LAN beacon in benchmarks */
 	cfg.tcp_port = 0;
 	cfg.rx_buffer_size = b->o.rx_buf;
 	cfg.tracer = b->o.tracer;
@@ -401,7 +401,7 @@ static int start_sender(struct conn *c, const struct crust_endpoint *ep)
 	cfg.pin_shards = true;
 	cfg.first_cpu = 1 + c->idx;
 	cfg.bind_addr = "127.0.0.1";
-	cfg.beacon_port = 0; /* no LAN beacon in benchmarks */
+	cfg.no_beacon = true; /* no LAN beacon in benchmarks */
 	cfg.zerocopy_min = c->b->o.zc_min;
 	cfg.max_send_queue = c->b->o.send_queue;
 	cfg.tracer = c->b->o.tracer;
@@ -1011,7 +1011,7 @@ static int start_listener(struct cbench *cb)
 	cfg.pin_shards = true;
 	cfg.first_cpu = 0;
 	cfg.bind_addr = "127.0.0.1";
-	cfg.beacon_port = 0; /* no LAN beacon in benchmarks */
+	cfg.no_beacon = true; /* no LAN beacon in benchmarks */
 	cfg.tracer = cb->o.tracer;
 	/* every dial comes from 127.0.0.1: the per-source limits would throttle the bench */
 	cfg.hs_rate_per_s = HS_LIMIT_OFF;
@@ -1041,7 +1041,7 @@ static int start_dialer(struct cbench *cb, struct dialer *d)
 	cfg.pin_shards = true;
 	cfg.first_cpu = 1;
 	cfg.bind_addr = "127.0.0.1";
-	cfg.beacon_port = 0; /* no LAN beacon in benchmarks */
+	cfg.no_beacon = true; /* no LAN beacon in benchmarks */
 	cfg.tracer = cb->o.tracer;
 	cfg.rx_buffer_size = DIALER_RX_BUFFER;
 	cfg.rx_buffer_count = DIALER_RX_BUFFERS;

@@ -66,7 +66,13 @@ void json_event(FILE *f, const struct crust_event *ev)
 		field_str(f, "peer", peer);
 		field_str(f, "addr", addr);
 		fprintf(f, ",\"rudp_port\":%u", ev->port);
-		field_str(f, "via", "beacon");
+		/* the beacon's events say "beacon"; peer exchange names the peer that told us */
+		if (!strcmp(ev->reason, "beacon")) {
+			field_str(f, "via", "beacon");
+		} else {
+			field_str(f, "via", "peer_exchange");
+			field_str(f, "reason", ev->reason);
+		}
 		break;
 	case CRUST_EV_NEW_MESSAGE: {
 		crust_peer_to_hex(&ev->peer, peer);
@@ -78,6 +84,15 @@ void json_event(FILE *f, const struct crust_event *ev)
 			fputs(",\"truncated\":true", f);
 		break;
 	}
+	case CRUST_EV_BOOTSTRAP_ROUND:
+	case CRUST_EV_BOOTSTRAP_FINISHED:
+		fprintf(f, ",\"round\":%u,\"tried\":%u,\"succeeded\":%u", ev->round, ev->tried,
+			ev->succeeded);
+		if (ev->type == CRUST_EV_BOOTSTRAP_ROUND)
+			fprintf(f, ",\"retry_ms\":%u", ev->retry_ms);
+		if (ev->reason[0])
+			field_str(f, "reason", ev->reason);
+		break;
 	default:
 		crust_addr_format(&ev->addr, addr, sizeof(addr));
 		field_str(f, "addr", addr);

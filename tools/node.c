@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -26,12 +27,14 @@ struct node {
 	struct crust_service *svc;
 	const char *connect[MAX_CONNECT];
 	int nconnect;
-	bool no_beacon;
 	uint64_t sends_ok;
 	bool quit;
 	char *line;
 	size_t line_len;
 	bool line_too_long;
+	bool cache_set;              /* --cache or --no-cache given */
+	bool no_bootstrap;
+	char default_cache[4096];
 };
 
 static void node_usage(FILE *f)
@@ -42,8 +45,10 @@ static void node_usage(FILE *f)
 	      "                  [--identity F] [--tracer] [--keepalive-ms N] [--idle-timeout-ms N]\n"
 	      "                  [--provisional-ms N (0 = never)] [--max-rx-msgs-per-s N]\n"
 	      "                  [--hs-rate-per-s N] [--hs-burst N] [--hs-max-pending N]\n"
-	      "                  [--config F] [--cache F] [--beacon-port N] [--no-beacon]\n"
-	      "                  [--coordinator ADDR:PORT]\n"
+	      "                  [--config F] [--cache F] [--no-cache] [--beacon-port N] [--no-beacon]\n"
+	      "                  [--no-pex] [--no-bootstrap] [--coordinator ADDR:PORT]\n"
+	      "defaults: --config $XDG_CONFIG_HOME/crust/config.json (missing: built-in defaults),\n"
+	      "          --cache $XDG_CACHE_HOME/crust/bootstrap.cache (~/.config, ~/.cache without XDG)\n"
 	      "stdin: connect ADDR:PORT [PEER] | send PEER TEXT | drop PEER | maintain PEER |\n"
 	      "       blacklist PEER|IP|IP:PORT | punch PEER | peers | stats | quit\n", f);
 }
@@ -57,7 +62,8 @@ enum {
 	OPT_TCP = 1000, OPT_RUDP, OPT_SHARDS, OPT_BIND, OPT_CONNECT, OPT_NETWORK, OPT_MAXMSG,
 	OPT_HS_TIMEOUT, OPT_FRAME_TIMEOUT, OPT_CONFIG, OPT_CACHE, OPT_IDENTITY, OPT_BEACON_PORT,
 	OPT_NO_BEACON, OPT_COORD, OPT_TRACER, OPT_VERBOSE, OPT_HELP, OPT_KEEPALIVE, OPT_IDLE,
-	OPT_PROVISIONAL, OPT_FLOOD, OPT_HS_RATE, OPT_HS_BURST, OPT_HS_PENDING,
+	OPT_PROVISIONAL, OPT_FLOOD, OPT_HS_RATE, OPT_HS_BURST, OPT_HS_PENDING, OPT_NO_CACHE,
+	OPT_NO_PEX, OPT_NO_BOOTSTRAP,
 };
 
 static const struct option options[] = {
@@ -75,6 +81,9 @@ static const struct option options[] = {
 	{ "identity", required_argument, NULL, OPT_IDENTITY },
 	{ "beacon-port", required_argument, NULL, OPT_BEACON_PORT },
 	{ "no-beacon", no_argument, NULL, OPT_NO_BEACON },
+	{ "no-cache", no_argument, NULL, OPT_NO_CACHE },
+	{ "no-pex", no_argument, NULL, OPT_NO_PEX },
+	{ "no-bootstrap", no_argument, NULL, OPT_NO_BOOTSTRAP },
 	{ "coordinator", required_argument, NULL, OPT_COORD },
 	{ "tracer", no_argument, NULL, OPT_TRACER },
 	{ "verbose", no_argument, NULL, OPT_VERBOSE },
@@ -110,7 +119,10 @@ static int parse_options(int argc, char **argv, struct crust_config *cfg, struct
 		case OPT_BEACON_PORT:
 			if (!cli_uint("--beacon-port", optarg, 0, 65535, &v))
 				return EXIT_USAGE;
-			cfg->beacon_port = (uint16_t)v; /* 0 = off */
+			if (v)
+				cfg->beacon_port = (uint16_t)v;
+			else
+				cfg->no_beacon = true; /* 0 = off, as in the config file */
 			break;
 		case OPT_SHARDS:
 			if (!cli_uint("--shards", optarg, 0, 1024, &v))
@@ -148,8 +160,22 @@ static int parse_options(int argc, char **argv, struct crust_config *cfg, struct
 		case OPT_VERBOSE:
 			cfg->log_level = CRUST_LOG_INFO;
 			break;
-		case OPT_CONFIG: later("--config (config file)"); break;
-		case OPT_CACHE: later("--cache (bootstrap cache)"); break;
+		case OPT_CONFIG:
+			break; /* read before the other options (load_config) */
+		case OPT_CACHE:
+			cfg->cache_file = optarg;
+			n->cache_set = true;
+			break;
+		case OPT_NO_CACHE:
+			cfg->cache_file = NULL;
+			n->cache_set = true;
+			break;
+		case OPT_NO_PEX:
+			cfg->no_pex = true;
+			break;
+		case OPT_NO_BOOTSTRAP:
+			n->no_bootstrap = true;
+			break;
 		case OPT_IDENTITY:
 			cfg->identity_file = optarg;
 			break;
@@ -189,7 +215,7 @@ static int parse_options(int argc, char **argv, struct crust_config *cfg, struct
 			cfg->max_rx_msgs_per_s = (uint32_t)v;
 			break;
 		case OPT_NO_BEACON:
-			n->no_beacon = true;
+			cfg->no_beacon = true;
 			break;
 		case OPT_COORD: later("--coordinator (NAT traversal)"); break;
 		case OPT_TRACER:
@@ -207,8 +233,6 @@ static int parse_options(int argc, char **argv, struct crust_config *cfg, struct
 		fprintf(stderr, "crust node: unexpected argument '%s'\n", argv[optind]);
 		return EXIT_USAGE;
 	}
-	if (n->no_beacon)
-		cfg->beacon_port = 0; /* whatever the order of --beacon-port and --no-beacon */
 	return 0;
 }
 
@@ -425,14 +449,93 @@ static int loop(struct node *n, int sigfd)
 	return 0;
 }
 
+/* $XDG_<kind>_HOME/crust/name, or ~/.<fallback>/crust/name; false if neither is set. */
+static bool default_path(const char *xdg, const char *fallback, const char *name, char *out,
+			 size_t n)
+{
+	const char *base = getenv(xdg);
+	const char *home = getenv("HOME");
+	int len;
+	if (base && base[0] == '/')
+		len = snprintf(out, n, "%s/crust/%s", base, name);
+	else if (home && home[0])
+		len = snprintf(out, n, "%s/%s/crust/%s", home, fallback, name);
+	else
+		return false;
+	return len > 0 && (size_t)len < n;
+}
+
+/* mkdir -p of path's directory (for the default cache only). */
+static void make_parent_dirs(char *path)
+{
+	for (char *p = strchr(path + 1, '/'); p; p = strchr(p + 1, '/')) {
+		*p = 0;
+		if (mkdir(path, 0700) < 0 && errno != EEXIST)
+			fprintf(stderr, "crust node: cannot create %s: %s\n", path, strerror(errno));
+		*p = '/';
+	}
+}
+
+/*
+ * The config file: --config F, else the default path. Read before the
+ * other options, which override what it says. Returns 0 or EXIT_USAGE.
+ */
+static int load_config(int argc, char **argv, struct crust_config *cfg)
+{
+	const char *path = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "--config") && i + 1 < argc)
+			path = argv[++i];
+		else if (!strncmp(argv[i], "--config=", 9))
+			path = argv[i] + 9;
+	}
+	char def[4096];
+	bool explicit = path != NULL;
+	if (!path && default_path("XDG_CONFIG_HOME", ".config", "config.json", def, sizeof(def)))
+		path = def;
+	if (!path)
+		return 0;
+	char why[1024];
+	int err = crust_config_load(cfg, path, why, sizeof(why));
+	if (err == -ENOENT) {
+		if (explicit)
+			fprintf(stderr, "crust node: note: %s\n", why);
+		return 0;
+	}
+	if (err) {
+		fprintf(stderr, "crust node: %s\n", why);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* No --cache and no cache_file in the config: the default cache, its directory made. */
+static void default_cache(struct crust_config *cfg, struct node *n)
+{
+	if (n->cache_set || cfg->cache_file)
+		return;
+	if (!default_path("XDG_CACHE_HOME", ".cache", "bootstrap.cache", n->default_cache,
+			  sizeof(n->default_cache)))
+		return;
+	make_parent_dirs(n->default_cache);
+	cfg->cache_file = n->default_cache;
+}
+
 int cmd_node(int argc, char **argv)
 {
 	struct crust_config cfg;
 	crust_config_init(&cfg);
 	struct node n = { 0 };
-	int ret = parse_options(argc, argv, &cfg, &n);
-	if (ret)
+	int ret = load_config(argc, argv, &cfg);
+	if (!ret)
+		ret = parse_options(argc, argv, &cfg, &n);
+	if (ret) {
+		crust_config_release(&cfg);
 		return ret;
+	}
+	default_cache(&cfg, &n);
 	setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 	sigset_t sigs;
 	sigemptyset(&sigs);
@@ -446,6 +549,7 @@ int cmd_node(int argc, char **argv)
 	if (err) {
 		fprintf(stderr, "crust node: cannot start: %s\n", crust_strerror(err));
 		free(n.line);
+		crust_config_release(&cfg);
 		return 1;
 	}
 	struct crust_peer_id me;
@@ -459,9 +563,12 @@ int cmd_node(int argc, char **argv)
 	drain_events(&n);
 	for (int i = 0; i < n.nconnect; i++)
 		do_connect(&n, n.connect[i]);
+	if (!n.no_bootstrap && (err = crust_bootstrap(n.svc)) < 0)
+		fprintf(stderr, "crust node: bootstrap: %s\n", crust_strerror(err));
 	fflush(stdout);
 	ret = loop(&n, sigfd);
 	crust_service_free(n.svc);
+	crust_config_release(&cfg);
 	fflush(stdout);
 	free(n.line);
 	close(sigfd);

@@ -24,7 +24,7 @@
 
 struct tcp_transport {
 	struct transport base;
-	struct eng_listener *listeners; /* one per shard */
+	struct eng_listener **listeners; /* one per shard (heap: an old one may still be closing) */
 	bool *listening;             /* shard thread's view */
 	bool bound;                  /* user thread's view: listen() ran */
 };
@@ -222,6 +222,11 @@ static int tcp_send(struct tp_conn *tc, struct crust_msg *m)
 	return eng_stream_send(&c->s, m);
 }
 
+static void free_listener(struct eng_listener *l)
+{
+	free(l);
+}
+
 static void start_listener(struct shard *sh, struct eng_mail *m)
 {
 	struct listen_mail *lm = (struct listen_mail *)m;
@@ -232,7 +237,17 @@ static void start_listener(struct shard *sh, struct eng_mail *m)
 		free(lm);
 		return;
 	}
-	eng_listener_start(&tt->listeners[sh->id], sh, lm->fd, on_accept, NULL, tt);
+	struct eng_listener *l = calloc(1, sizeof(*l));
+	if (!l) {
+		close(lm->fd);
+		free(lm);
+		return;
+	}
+	/* a re-bind: the old listener stops accepting; its connections are not its */
+	if (tt->listening[sh->id])
+		eng_listener_close(tt->listeners[sh->id]);
+	eng_listener_start(l, sh, lm->fd, on_accept, free_listener, tt);
+	tt->listeners[sh->id] = l;
 	tt->listening[sh->id] = true;
 	free(lm);
 }
@@ -266,6 +281,8 @@ static int bind_all(struct tcp_transport *tt, struct sockaddr_storage *ss, sockl
 	return 0;
 }
 
+static void post_listeners(struct tcp_transport *tt, const int *fds);
+
 static int tcp_listen(struct transport *t, const struct sockaddr *addr, socklen_t len,
 		      uint16_t *port, bool *fallback)
 {
@@ -290,7 +307,14 @@ static int tcp_listen(struct transport *t, const struct sockaddr *addr, socklen_
 		return err;
 	*port = eng_addr_port(&ss);
 	tt->bound = true;
-	for (unsigned i = 0; i < n; i++) {
+	post_listeners(tt, fds);
+	return 0;
+}
+
+/* Each shard starts accepting on its fd (closing the listener it had). */
+static void post_listeners(struct tcp_transport *tt, const int *fds)
+{
+	for (unsigned i = 0; i < tt->base.eng->nshards; i++) {
 		struct listen_mail *lm = calloc(1, sizeof(*lm));
 		if (!lm) {
 			close(fds[i]);
@@ -299,8 +323,31 @@ static int tcp_listen(struct transport *t, const struct sockaddr *addr, socklen_
 		lm->m.fn = start_listener;
 		lm->tt = tt;
 		lm->fd = fds[i];
-		eng_post(&t->eng->shards[i], &lm->m);
+		eng_post(&tt->base.eng->shards[i], &lm->m);
 	}
+}
+
+/*
+ * Move the listeners to a new random port: bind it on every shard, then
+ * each shard swaps. Established connections stay (they are not the
+ * listener's); accepts still in the old listener's queue are dropped.
+ */
+static int tcp_rebind(struct transport *t, const struct sockaddr *addr, socklen_t len,
+		      uint16_t *port)
+{
+	struct tcp_transport *tt = (struct tcp_transport *)t;
+	if (!tt->bound)
+		return -ENOTCONN;
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	memcpy(&ss, addr, len);
+	eng_addr_set_port(&ss, 0);
+	int fds[t->eng->nshards];
+	int err = bind_all(tt, &ss, len, fds);
+	if (err)
+		return err;
+	*port = eng_addr_port(&ss);
+	post_listeners(tt, fds);
 	return 0;
 }
 
@@ -308,7 +355,7 @@ static void tcp_stop_shard(struct transport *t, struct shard *sh)
 {
 	struct tcp_transport *tt = (struct tcp_transport *)t;
 	if (tt->listening[sh->id]) {
-		eng_listener_close(&tt->listeners[sh->id]);
+		eng_listener_close(tt->listeners[sh->id]);
 		tt->listening[sh->id] = false;
 	}
 }
@@ -325,6 +372,7 @@ static const struct transport_vtable tcp_vtable = {
 	.kind = CRUST_TRANSPORT_TCP,
 	.name = "tcp",
 	.listen = tcp_listen,
+	.rebind = tcp_rebind,
 	.connect = tcp_connect,
 	.send = tcp_send,
 	.close = tcp_close,

@@ -60,6 +60,12 @@ struct transport_vtable {
 	int (*listen)(struct transport *t, const struct sockaddr *addr, socklen_t len,
 		      uint16_t *port, bool *fallback);
 	/*
+	 * Move the listeners to a new random port on addr's address (any
+	 * thread, after listen); connections stay up. NULL if unsupported.
+	 */
+	int (*rebind)(struct transport *t, const struct sockaddr *addr, socklen_t len,
+		      uint16_t *port);
+	/*
 	 * Shard thread: start a connection with c->user = user; connected()
 	 * follows. *out is the connection, closable while it connects.
 	 */

@@ -30,11 +30,13 @@ import json
 import os
 import queue
 import random
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -181,19 +183,24 @@ class CrustNode:
 
     args: extra command-line options (list). By default the node listens on
     127.0.0.1 with a random port (--tcp-port 0) and one shard; pass
-    tcp_port/bind/shards to change that. The constructor waits for
+    tcp_port/bind/shards to change that. isolated=True (the default) adds
+    --no-pex --no-beacon --no-cache --no-bootstrap so the node makes no connection the test
+    did not ask for; discovery tests pass isolated=False. Either way the
+    node's XDG config and cache homes are a fresh directory of its own, so
+    no config or cache outside the test is ever read. The constructor waits for
     node_started and listener_started: self.peer is the node's id,
     self.port its listening port, self.listener the listener_started event.
 
     netns: run the node inside that network namespace (`ip netns exec NS`;
     the process is still crust itself, so pid/kill work as usual; see
-    netlab.py for making namespaces). beacon: leave the LAN beacon on; by
-    default tests pass --no-beacon, so nothing a test starts broadcasts out
-    of a namespace it did not make.
+    netlab.py for making namespaces). Tests that turn the LAN beacon on
+    (isolated=False) run their nodes in namespaces they made, so nothing
+    broadcasts onto the host's network.
     """
 
     def __init__(self, name="node", args=(), tcp_port=0, bind="127.0.0.1", shards=1,
-                 wait_listening=True, timeout=DEFAULT_TIMEOUT, netns=None, beacon=False):
+                 wait_listening=True, timeout=DEFAULT_TIMEOUT, isolated=True, env=None,
+                 netns=None):
         self.name = name
         self.netns = netns
         self.argv = ["ip", "netns", "exec", netns] if netns else []
@@ -204,9 +211,14 @@ class CrustNode:
             self.argv += ["--bind", bind]
         if shards is not None:
             self.argv += ["--shards", str(shards)]
-        if not beacon:
-            self.argv.append("--no-beacon")
+        if isolated:
+            self.argv += ["--no-pex", "--no-beacon", "--no-cache", "--no-bootstrap"]
         self.argv += list(args)
+        self.home = tempfile.mkdtemp(prefix="crust-node-home-")
+        child_env = dict(os.environ)
+        child_env["XDG_CONFIG_HOME"] = os.path.join(self.home, "config")
+        child_env["XDG_CACHE_HOME"] = os.path.join(self.home, "cache")
+        child_env.update(env or {})
         self.events = []          # every event read, in order
         self.stderr_lines = []    # every stderr line read
         self._q = queue.Queue()
@@ -219,7 +231,7 @@ class CrustNode:
         log("[%s] start: %s" % (name, " ".join(self.argv)))
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, preexec_fn=_child_setup, close_fds=True)
+            stderr=subprocess.PIPE, preexec_fn=_child_setup, close_fds=True, env=child_env)
         with _live_lock:
             _live.add(self)
         self._t_out = threading.Thread(target=self._read_stdout, daemon=True)
@@ -403,6 +415,7 @@ class CrustNode:
                 f.close()
             except Exception:  # noqa: BLE001
                 pass
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def quit(self, timeout=DEFAULT_TIMEOUT):
         """Send quit, wait for the exit, return its status (SIGKILL and

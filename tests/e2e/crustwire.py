@@ -654,12 +654,45 @@ def handshake_responder(sock, timeout=10.0, confirm=True, **kw):
     return conn
 
 
-def open_socket(host, port, timeout=10.0, source=None):
-    """A connected TCP socket with TCP_NODELAY (source: a local address to bind)."""
-    s = socket.create_connection((host, port), timeout=timeout,
-                                 source_address=(source, 0) if source else None)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
+def open_socket(host, port, timeout=10.0, source=None, avoid=None):
+    """A connected TCP socket with TCP_NODELAY (source: a local address to bind).
+
+    avoid: a set of local ports not to use (the one chosen is added to it).
+    Tests that name connections by "IP:PORT" need it: once a node has
+    closed a connection, the kernel may hand its port to the next one."""
+    if avoid is None:
+        s = socket.create_connection((host, port), timeout=timeout,
+                                     source_address=(source, 0) if source else None)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s
+    for attempt in range(3):
+        s = _bind_unused(source or "127.0.0.1", avoid)
+        s.settimeout(timeout)
+        try:
+            s.connect((host, port))
+        except ConnectionRefusedError:
+            # bound before connect, the port skipped the 4-tuple check an
+            # unbound connect() makes: the server may still hold that tuple
+            # in TIME_WAIT and refuse it; another port gets through
+            s.close()
+            if attempt == 2:
+                raise
+            continue
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s
+
+
+def _bind_unused(addr, avoid):
+    """A TCP socket bound to addr on a kernel-chosen port not in avoid."""
+    for _ in range(1000):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind((addr, 0))
+        p = s.getsockname()[1]
+        if p not in avoid:
+            avoid.add(p)
+            return s
+        s.close()
+    raise RuntimeError("open_socket: no unused local port in 1000 tries")
 
 
 def connect(host, port, timeout=10.0, source=None, **kw):

@@ -57,6 +57,7 @@ B = None
 
 
 STDERR_MARK = {}   # client address -> A's stderr line count when it connected
+USED_PORTS = set()  # local ports used so far: each bad client's "IP:PORT" names it alone
 
 
 class Pacer:
@@ -86,7 +87,7 @@ PACER = Pacer()
 def open_client():
     PACER.take()
     mark = len(A.stderr_lines)
-    s = w.open_socket("127.0.0.1", A.port)
+    s = w.open_socket("127.0.0.1", A.port, avoid=USED_PORTS)
     addr = "127.0.0.1:%d" % s.getsockname()[1]
     STDERR_MARK[addr] = mark
     return s, addr

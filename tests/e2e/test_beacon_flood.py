@@ -35,6 +35,9 @@ from netlab import Lab  # noqa: E402
 import beaconwire as bw  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# discovery by the beacon alone: no peer exchange, no cache (the bootstrap, which dials what
+# the beacon finds, stays on as in the CLI's default)
+BEACON_ONLY = ["--no-pex", "--no-cache"]
 T = 30.0
 WINDOW_S = 4
 
@@ -48,9 +51,9 @@ def main():
         lab.plug(ha, sw, "198.18.0.11/24")
         lab.plug(hb, sw, "198.18.0.12/24")
         lab.plug(hf, sw, "198.18.0.50/24")
-        a = CrustNode("A", netns=ha, bind="0.0.0.0", beacon=True)
+        a = CrustNode("A", netns=ha, bind="0.0.0.0", isolated=False, args=BEACON_ONLY)
         nodes.append(a)
-        b = CrustNode("B", netns=hb, bind="0.0.0.0", beacon=True)
+        b = CrustNode("B", netns=hb, bind="0.0.0.0", isolated=False, args=BEACON_ONLY)
         nodes.append(b)
         a.wait_for("new_connection", lambda e: e["peer"] == b.peer, timeout=T)
         b.wait_for("new_connection", lambda e: e["peer"] == a.peer, timeout=T)

@@ -29,6 +29,9 @@ from crustnode import CrustNode, check, log, run  # noqa: E402
 from netlab import Lab  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# discovery by the beacon alone: no peer exchange, no cache (the bootstrap, which dials what
+# the beacon finds, stays on as in the CLI's default)
+BEACON_ONLY = ["--no-pex", "--no-cache"]
 N = 5
 T = 30.0   # generous: the machine is shared and noisy; no timing is asserted
 
@@ -108,8 +111,8 @@ def check_far(lab, far_ns, far, nodes):
 
 
 def check_ipv6(hosts):
-    a = CrustNode("h1v6", netns=hosts[0], bind="::", beacon=True)
-    b = CrustNode("h2v6", netns=hosts[1], bind="::", beacon=True)
+    a = CrustNode("h1v6", netns=hosts[0], bind="::", isolated=False, args=BEACON_ONLY)
+    b = CrustNode("h2v6", netns=hosts[1], bind="::", isolated=False, args=BEACON_ONLY)
     for x, y in ((a, b), (b, a)):
         ev = x.wait_for("peer_discovered", lambda e, y=y: e["peer"] == y.peer, timeout=T)
         check(ev["addr"].startswith("[fe80:") and ev["addr"].endswith("]:%d" % y.port),
@@ -125,10 +128,10 @@ def main():
     try:
         hosts, far_ns = build(lab)
         for i, h in enumerate(hosts):
-            n = CrustNode("h%d" % (i + 1), netns=h, bind="0.0.0.0", beacon=True)
+            n = CrustNode("h%d" % (i + 1), netns=h, bind="0.0.0.0", isolated=False, args=BEACON_ONLY)
             n.ip = "198.18.0.%d" % (11 + i)
             nodes.append(n)
-        far = CrustNode("far", netns=far_ns, bind="0.0.0.0", beacon=True)
+        far = CrustNode("far", netns=far_ns, bind="0.0.0.0", isolated=False, args=BEACON_ONLY)
         nodes_all = nodes + [far]
         check_mesh(nodes)
         check_far(lab, far_ns, far, nodes)

@@ -31,6 +31,8 @@ from crustnode import CrustNode, check, connect_pair, exchange, log, read_until_
 WAIT = 15.0
 
 
+USED_PORTS = set()  # each client's "IP:PORT" names it alone (ports are reused after a close)
+
 def forged_msg3_and_record(me):
     """msg3 and a sealed record for a responder whose handshake state is all zero."""
     z1, z2, dh = bytes(w.MSG1_LEN), bytes(w.MSG2_LEN), bytes(32)
@@ -59,7 +61,7 @@ def main():
     for name, msg1, code, words in cases:
         what = "refused for %s, then a msg3 over the zero state" % name
         me = w.Identity()
-        s = w.open_socket("127.0.0.1", a.port)
+        s = w.open_socket("127.0.0.1", a.port, avoid=USED_PORTS)
         addr = "127.0.0.1:%d" % s.getsockname()[1]
         s.sendall(w.frame(msg1))
         ref = w.recv_frame(s, WAIT)

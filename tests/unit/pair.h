@@ -17,7 +17,7 @@ static inline void pair_config(struct crust_config *cfg)
 	crust_config_init(cfg);
 	cfg->shards = 1;
 	cfg->bind_addr = "127.0.0.1";
-	cfg->beacon_port = 0; /* no LAN beacon: tests stay off the host's network */
+	cfg->no_beacon = true; /* tests stay off the host's network */
 }
 
 static inline struct crust_service *pair_start(const struct crust_config *cfg)

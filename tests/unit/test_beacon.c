@@ -376,15 +376,16 @@ static void quiet(void *ctx, enum crust_log_level level, const char *m)
 	(void)m;
 }
 
-static uint16_t beacon_port_after_listen(const char *bind, uint16_t beacon_port)
+static uint16_t beacon_port_after_listen(const char *bind, bool no_beacon)
 {
 	struct crust_config cfg;
 	crust_config_init(&cfg);
-	cr_assert(eq(u16, cfg.beacon_port, CRUST_BEACON_PORT_DEFAULT), "on by default");
+	cr_assert(eq(u16, cfg.beacon_port, CRUST_BEACON_PORT_DEFAULT), "port 5483 by default");
+	cr_assert(not(cfg.no_beacon), "on by default");
 	cfg.shards = 1;
 	cfg.pin_shards = false;
 	cfg.bind_addr = bind;
-	cfg.beacon_port = beacon_port;
+	cfg.no_beacon = no_beacon;
 	cfg.log = quiet;
 	struct crust_service *svc;
 	cr_assert(eq(int, crust_service_new(&cfg, &svc), 0));
@@ -395,11 +396,11 @@ static uint16_t beacon_port_after_listen(const char *bind, uint16_t beacon_port)
 	return port;
 }
 
-Test(beacon_service, off_when_bound_to_loopback_or_port_zero, .timeout = 20)
+Test(beacon_service, off_when_bound_to_loopback_or_turned_off, .timeout = 20)
 {
-	cr_assert(eq(u16, beacon_port_after_listen("127.0.0.1", 5483), 0));
-	cr_assert(eq(u16, beacon_port_after_listen("::1", 5483), 0));
-	cr_assert(eq(u16, beacon_port_after_listen("127.0.0.1", 0), 0));
+	cr_assert(eq(u16, beacon_port_after_listen("127.0.0.1", false), 0));
+	cr_assert(eq(u16, beacon_port_after_listen("::1", false), 0));
+	cr_assert(eq(u16, beacon_port_after_listen("127.0.0.1", true), 0));
 	cr_assert(eq(u16, crust_beacon_port(NULL), 0));
 }
 

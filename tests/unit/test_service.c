@@ -89,7 +89,7 @@ static void base_config(struct crust_config *cfg, unsigned shards)
 	cfg->pin_shards = false; /* two services in one process: let the scheduler spread them */
 	cfg->bind_addr = "127.0.0.1";
 	cfg->tcp_port = 0;
-	cfg->beacon_port = 0; /* no LAN beacon: tests stay off the host's network */
+	cfg->no_beacon = true; /* tests stay off the host's network */
 	cfg->log = quiet_log;
 }
 

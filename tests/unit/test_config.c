@@ -1,0 +1,168 @@
+/*
+ * test_config.c - the JSON config loader (p2p/config.c): every key type,
+ * defaults kept for keys not named, a missing file, and the errors that
+ * must name the key and its line (unknown key, wrong type, out of range,
+ * bad contact) or the line and column (invalid JSON).
+ */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+#include <criterion/new/assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "crust.h"
+
+static char path[64];
+
+static void write_file(const char *text)
+{
+	strcpy(path, "/tmp/crust-config-XXXXXX");
+	int fd = mkstemp(path);
+	cr_assert(fd >= 0);
+	cr_assert(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+	close(fd);
+}
+
+static int load(const char *text, struct crust_config *cfg, char *why, size_t n)
+{
+	crust_config_init(cfg);
+	write_file(text);
+	int err = crust_config_load(cfg, path, why, n);
+	unlink(path);
+	return err;
+}
+
+Test(config, every_kind_of_key_is_read)
+{
+	struct crust_config cfg;
+	char why[512];
+	int err = load("{\n"
+		       "  \"tcp_port\": 5483,\n"
+		       "  \"shards\": 2,\n"
+		       "  \"tracer\": true,\n"
+		       "  \"network_name\": \"lab\",\n"
+		       "  \"rx_held_limit\": 1099511627776,\n"
+		       "  \"provisional_grace_ms\": 0,\n"
+		       "  \"beacon\": false,\n"
+		       "  \"cache_file\": \"/var/lib/crust/cache\",\n"
+		       "  \"log_level\": \"debug\",\n"
+		       "  \"hard_coded_contacts\": [\"203.0.113.5:5483\", \"[2001:db8::1]:80\", \"rudp://198.51.100.2:9\"]\n"
+		       "}\n", &cfg, why, sizeof(why));
+	cr_assert(eq(int, err, 0), "%s", why);
+	cr_assert(eq(u16, cfg.tcp_port, 5483));
+	cr_assert(eq(uint, cfg.shards, 2));
+	cr_assert(cfg.tracer);
+	cr_assert(eq(str, (char *)cfg.network_name, "lab"));
+	cr_assert(eq(u64, cfg.rx_held_limit, 1ull << 40));
+	cr_assert(eq(u32, cfg.provisional_grace_ms, UINT32_MAX), "0 means never");
+	cr_assert(cfg.no_beacon);
+	cr_assert(eq(str, (char *)cfg.cache_file, "/var/lib/crust/cache"));
+	cr_assert(eq(int, cfg.log_level, CRUST_LOG_DEBUG));
+	cr_assert(eq(sz, cfg.ncontacts, 3));
+	cr_assert(eq(int, cfg.contacts[1].addr.ss_family, AF_INET6));
+	cr_assert(eq(int, cfg.contacts[2].transport, CRUST_TRANSPORT_RUDP));
+	/* keys not named keep what the program set */
+	cr_assert(cfg.pin_shards);
+	cr_assert(eq(u16, cfg.beacon_port, 5483));
+	crust_config_release(&cfg);
+	cr_assert_null(cfg.network_name);
+	cr_assert_null(cfg.contacts);
+	cr_assert_null(cfg.loaded);
+}
+
+Test(config, beacon_port_zero_turns_the_beacon_off)
+{
+	struct crust_config cfg;
+	char why[512];
+	cr_assert(eq(int, load("{\"beacon_port\": 0}", &cfg, why, sizeof(why)), 0));
+	cr_assert(cfg.no_beacon);
+	crust_config_release(&cfg);
+}
+
+Test(config, missing_file_means_defaults)
+{
+	struct crust_config cfg, before;
+	char why[512];
+	crust_config_init(&cfg);
+	before = cfg;
+	int err = crust_config_load(&cfg, "/nonexistent-dir/crust.json", why, sizeof(why));
+	cr_assert(eq(int, err, -ENOENT));
+	cr_assert(eq(int, memcmp(&cfg, &before, sizeof(cfg)), 0), "cfg untouched");
+	cr_assert(strstr(why, "/nonexistent-dir/crust.json") != NULL, "%s", why);
+}
+
+static void expect_error(const char *text, const char *want1, const char *want2)
+{
+	struct crust_config cfg;
+	char why[512];
+	int err = load(text, &cfg, why, sizeof(why));
+	cr_assert(eq(int, err, -EINVAL), "%s", why);
+	cr_assert(strstr(why, want1) != NULL, "'%s' lacks '%s'", why, want1);
+	if (want2)
+		cr_assert(strstr(why, want2) != NULL, "'%s' lacks '%s'", why, want2);
+	cr_assert(strstr(why, "config file /tmp/crust-config-") != NULL, "%s", why);
+	crust_config_release(&cfg);
+}
+
+Test(config, unknown_key_is_named_with_its_line)
+{
+	expect_error("{\n  \"tcp_port\": 1,\n\n  \"tcp_prot\": 2\n}", "line 4: key \"tcp_prot\"",
+		     "unknown key");
+}
+
+Test(config, wrong_type_is_named_with_its_line)
+{
+	expect_error("{\n\"shards\": 1,\n\"tcp_port\": \"5483\"}", "line 3: key \"tcp_port\"",
+		     "got a string");
+	expect_error("{\"tracer\": 1}", "line 1: key \"tracer\"", "expected true or false");
+	expect_error("{\"a_list\": [1,\n2], \"network_name\": 5}", "key \"a_list\"", "unknown");
+	expect_error("{\"x\": {\"y\": [\"}\", \"]\"]},\n \"network_name\": 5}",
+		     "line 1: key \"x\"", NULL);
+	expect_error("{\"hard_coded_contacts\": \"1.2.3.4:5\"}", "key \"hard_coded_contacts\"",
+		     "got a string");
+}
+
+Test(config, nested_value_before_the_bad_key_keeps_the_line_count)
+{
+	/* the lexical scan must skip strings holding brackets and count lines inside values */
+	expect_error("{\"network_name\": \"a}{]\",\n\"idle_timeout_ms\": 5,\n\"bind_addr\": [\n1,\n2]}",
+		     "line 3: key \"bind_addr\"", "expected a string, got a list");
+}
+
+Test(config, out_of_range_is_named)
+{
+	expect_error("{\n\"tcp_port\": 70000}", "line 2: key \"tcp_port\"",
+		     "from 0 to 65535, got one out of range");
+	expect_error("{\"tcp_port\": -1}", "key \"tcp_port\"", "out of range");
+	expect_error("{\"keepalive_ms\": 1.5}", "key \"keepalive_ms\"", "with a fraction");
+	expect_error("{\"log_level\": \"loud\"}", "key \"log_level\"", "\"debug\"");
+}
+
+Test(config, bad_contact_is_named_with_its_element_and_line)
+{
+	expect_error("{\"hard_coded_contacts\": [\n  \"203.0.113.5:1\",\n  \"nowhere\"\n]}",
+		     "line 3: key \"hard_coded_contacts\"[1]", "bad endpoint \"nowhere\"");
+	expect_error("{\"hard_coded_contacts\": [\"203.0.113.5:1\", 7]}",
+		     "key \"hard_coded_contacts\"[1]", "got an integer");
+}
+
+Test(config, invalid_json_gives_line_and_column)
+{
+	expect_error("{\n  \"tcp_port\": 1,\n  \"shards\" 2\n}", "invalid JSON at line 3, column", NULL);
+	expect_error("", "invalid JSON at line", NULL);
+	expect_error("{\"tcp_port\": 1, \"tcp_port\": 2}", "invalid JSON", "duplicate");
+	expect_error("[1, 2]", "expected a JSON object", NULL);
+}
+
+Test(config, a_directory_is_an_error_not_defaults)
+{
+	struct crust_config cfg;
+	char why[512];
+	crust_config_init(&cfg);
+	int err = crust_config_load(&cfg, "/tmp", why, sizeof(why));
+	cr_assert(eq(int, err, -EISDIR), "%s", why);
+	cr_assert(strstr(why, "config file /tmp") != NULL, "%s", why);
+}
