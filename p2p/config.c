@@ -72,6 +72,7 @@ static const struct key keys[] = {
 	{ "beacon", K_NOT_BOOL, F(no_beacon), 0, 0 },
 	{ "pex", K_NOT_BOOL, F(no_pex), 0, 0 },
 	{ "beacon_port", K_BEACON_PORT, F(beacon_port), 0, 65535 },
+	{ "beacon_interval_ms", K_U32, F(beacon_interval_ms), 1000, MS_MAX },
 	{ "bootstrap_parallel", K_U32, F(bootstrap_parallel), 1, 256 },
 	{ "bootstrap_retry_min_ms", K_U32, F(bootstrap_retry_min_ms), 1, MS_MAX },
 	{ "bootstrap_retry_max_ms", K_U32, F(bootstrap_retry_max_ms), 1, MS_MAX },

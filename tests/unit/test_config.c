@@ -47,6 +47,7 @@ Test(config, every_kind_of_key_is_read)
 		       "  \"rx_held_limit\": 1099511627776,\n"
 		       "  \"provisional_grace_ms\": 0,\n"
 		       "  \"beacon\": false,\n"
+		       "  \"beacon_interval_ms\": 5000,\n"
 		       "  \"cache_file\": \"/var/lib/crust/cache\",\n"
 		       "  \"log_level\": \"debug\",\n"
 		       "  \"hard_coded_contacts\": [\"203.0.113.5:5483\", \"[2001:db8::1]:80\", \"rudp://198.51.100.2:9\"]\n"
@@ -59,6 +60,7 @@ Test(config, every_kind_of_key_is_read)
 	cr_assert(eq(u64, cfg.rx_held_limit, 1ull << 40));
 	cr_assert(eq(u32, cfg.provisional_grace_ms, UINT32_MAX), "0 means never");
 	cr_assert(cfg.no_beacon);
+	cr_assert(eq(u32, cfg.beacon_interval_ms, 5000));
 	cr_assert(eq(str, (char *)cfg.cache_file, "/var/lib/crust/cache"));
 	cr_assert(eq(int, cfg.log_level, CRUST_LOG_DEBUG));
 	cr_assert(eq(sz, cfg.ncontacts, 3));
