@@ -23,10 +23,7 @@
 #define _GNU_SOURCE
 #include "beacon.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <ifaddrs.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <sodium.h>
@@ -39,6 +36,7 @@
 #include "engine/addr.h"
 #include "engine/listener.h"
 #include "engine/udp.h"
+#include "beacon_ifs.h"
 #include "beacon_peers.h"
 #include "beacon_wire.h"
 #include "bootstrap.h"
@@ -51,20 +49,12 @@
 #define BEACON_SRC_BURST 20
 #define BEACON_SRC_TABLE 1024
 #define BEACON_VERIFY_RATE 200   /* signature checks per second, all sources together */
-#define BEACON_MAX_IFS 32
 #define BEACON_PKTS 8            /* datagrams in flight at once */
 #define BEACON_INTERVAL_DEFAULT 30000
 
 struct beacon_pkt {
 	uint8_t bytes[BEACON_LEN];
 	unsigned refs;               /* sends in flight */
-};
-
-/* Where one interface's announcements go. */
-struct beacon_if {
-	unsigned index;
-	struct sockaddr_storage dst;
-	socklen_t len;
 };
 
 struct beacon_counters {
@@ -117,131 +107,15 @@ static uint64_t jittered(uint64_t ms)
 	return ms - span + randombytes_uniform(2 * span + 1);
 }
 
-/* --- interfaces -------------------------------------------------------------------- */
-
-static bool addr_is_any(const struct sockaddr_storage *ss)
-{
-	uint8_t k[16], any4[16] = { [10] = 0xff, [11] = 0xff }, any6[16] = { 0 };
-	eng_addr_ip_key(ss, k);
-	return !memcmp(k, any4, 16) || !memcmp(k, any6, 16);
-}
-
-static bool addr_is_loopback(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
-	return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)ss)->sin6_addr);
-}
-
-static bool same_ip(const struct sockaddr *a, const struct sockaddr_storage *b)
-{
-	struct sockaddr_storage ss = { 0 };
-	memcpy(&ss, a, a->sa_family == AF_INET ? sizeof(struct sockaddr_in)
-					       : sizeof(struct sockaddr_in6));
-	uint8_t ka[16], kb[16];
-	eng_addr_ip_key(&ss, ka);
-	eng_addr_ip_key(b, kb);
-	return !memcmp(ka, kb, 16);
-}
-
-/*
- * The interface a service bound to one address announces on: NULL when
- * bound to the wildcard (every interface), "" when no interface has it.
- */
-static const char *bound_ifname(const struct crust_service *svc, const struct ifaddrs *all)
-{
-	if (addr_is_any(&svc->bind_addr))
-		return NULL;
-	for (const struct ifaddrs *i = all; i; i = i->ifa_next) {
-		if (i->ifa_addr && i->ifa_addr->sa_family == svc->bind_addr.ss_family &&
-		    same_ip(i->ifa_addr, &svc->bind_addr))
-			return i->ifa_name;
-	}
-	return "";
-}
-
-/* The IPv4 broadcast address of i (its own, else computed from the netmask). */
-static bool broadcast4(const struct ifaddrs *i, uint16_t port, struct sockaddr_in *out)
-{
-	if (!(i->ifa_flags & IFF_BROADCAST) || !i->ifa_netmask)
-		return false;
-	uint32_t addr = ((const struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr;
-	uint32_t mask = ((const struct sockaddr_in *)i->ifa_netmask)->sin_addr.s_addr;
-	if (ntohl(mask) >= 0xfffffffeu)
-		return false; /* a /31 or /32 has no broadcast address */
-	/* an address added without "brd" reports no broadcast, or its own address: compute it */
-	memset(out, 0, sizeof(*out));
-	out->sin_family = AF_INET;
-	out->sin_port = htons(port);
-	out->sin_addr.s_addr = addr | ~mask;
-	return true;
-}
-
-/* The group on i's link, if i has an IPv6 link-local address to send from. */
-static bool group6(const struct ifaddrs *i, uint16_t port, struct sockaddr_in6 *out)
-{
-	const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)i->ifa_addr;
-	if (!(i->ifa_flags & IFF_MULTICAST) || !IN6_IS_ADDR_LINKLOCAL(&a->sin6_addr))
-		return false;
-	memset(out, 0, sizeof(*out));
-	out->sin6_family = AF_INET6;
-	out->sin6_port = htons(port);
-	out->sin6_scope_id = a->sin6_scope_id;
-	inet_pton(AF_INET6, BEACON_GROUP6, &out->sin6_addr);
-	return true;
-}
-
-static void add_if(struct beacon *b, unsigned index, const void *dst, socklen_t len)
-{
-	for (unsigned k = 0; k < b->nifs; k++) {
-		if (b->ifs[k].index == index && !memcmp(&b->ifs[k].dst, dst, len))
-			return;
-	}
-	if (b->nifs == BEACON_MAX_IFS)
-		return;
-	struct beacon_if *f = &b->ifs[b->nifs++];
-	f->index = index;
-	memcpy(&f->dst, dst, len);
-	f->len = len;
-}
-
-/* Join the group on an IPv6 interface (again: EADDRINUSE just means we had). */
-static void join6(struct beacon *b, unsigned index)
-{
-	struct ipv6_mreq mr = { .ipv6mr_interface = index };
-	inet_pton(AF_INET6, BEACON_GROUP6, &mr.ipv6mr_multiaddr);
-	if (setsockopt(b->fd, IPPROTO_IPV6, IPV6_JOIN_GROUP, &mr, sizeof(mr)) < 0 &&
-	    errno != EADDRINUSE)
-		svc_log(b->svc, CRUST_LOG_DEBUG, "beacon: join %s on interface %u: %s",
-			BEACON_GROUP6, index, strerror(errno));
-}
-
-/* Re-read the interfaces: where announcements go from now on. */
+/* Re-read the interfaces: where announcements go from now on (IPv6 ones join the group). */
 static void refresh_interfaces(struct beacon *b)
 {
-	struct ifaddrs *all;
-	if (getifaddrs(&all) < 0) {
-		svc_log(b->svc, CRUST_LOG_WARN, "beacon: getifaddrs: %s", strerror(errno));
+	int err = beacon_ifs_list(&b->svc->bind_addr, b->port, b->fd, b->ifs, BEACON_MAX_IFS);
+	if (err < 0) {
+		svc_log(b->svc, CRUST_LOG_WARN, "beacon: interfaces: %s", strerror(-err));
 		return;
 	}
-	const char *only = bound_ifname(b->svc, all);
-	b->nifs = 0;
-	for (struct ifaddrs *i = all; i; i = i->ifa_next) {
-		if (!i->ifa_addr || i->ifa_addr->sa_family != b->family ||
-		    !(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK) ||
-		    (only && strcmp(only, i->ifa_name) != 0))
-			continue;
-		unsigned index = if_nametoindex(i->ifa_name);
-		struct sockaddr_in v4;
-		struct sockaddr_in6 v6;
-		if (b->family == AF_INET && broadcast4(i, b->port, &v4)) {
-			add_if(b, index, &v4, sizeof(v4));
-		} else if (b->family == AF_INET6 && group6(i, b->port, &v6)) {
-			join6(b, v6.sin6_scope_id);
-			add_if(b, v6.sin6_scope_id, &v6, sizeof(v6));
-		}
-	}
-	freeifaddrs(all);
+	b->nifs = (unsigned)err;
 }
 
 /* --- sending ------------------------------------------------------------------------ */
@@ -645,7 +519,7 @@ int beacon_start(struct crust_service *svc)
 {
 	if (svc->cfg.no_beacon || !svc->cfg.beacon_port || svc->beacon)
 		return 0;
-	if (addr_is_loopback(&svc->bind_addr)) {
+	if (beacon_addr_is_loopback(&svc->bind_addr)) {
 		svc_log(svc, CRUST_LOG_INFO, "beacon off: the service is bound to loopback");
 		return 0;
 	}
