@@ -4,7 +4,8 @@
 # bandwidth-delay product, 20 ms at the rate) each way and 10 ms delay each way (20 ms
 # RTT). Scenarios: random loss 0 / 0.1 / 1 / 5 % in both directions, and 2 % reordering
 # (both directions, each held back 1 ms) without loss. Baseline: iperf3, kernel TCP
-# CUBIC. crust: `crust bench rudp-bulk` across the same wire when it can run its two
+# CUBIC; also kernel TCP BBR (this machine's default congestion control) for reference,
+# as BBR is what crust's reliable UDP uses by default. crust: `crust bench rudp-bulk` across the same wire when it can run its two
 # ends in two namespaces (see below); otherwise its rows say "unavailable" and why.
 #
 #   perf/impaired.sh [CRUST]      CRUST defaults to build/crust; needs root, iperf3
@@ -14,6 +15,7 @@
 #   IMPAIRED_RATE=200    bottleneck, Mbit/s;  IMPAIRED_DELAY=10  one-way delay, ms
 #   IMPAIRED_LOSSES="0 0.1 1 5"   loss scenarios, %;  IMPAIRED_REORDER=2  %
 #   IMPAIRED_SEED=1      the wire's seed (the same losses for every implementation)
+#   IMPAIRED_CCS="cubic bbr"  kernel congestion controls iperf3 runs with (-C)
 #   CRUST_WIRE           the wire (default build/crust-wire beside CRUST)
 #
 # stdout: one JSON object per run and line:
@@ -38,6 +40,7 @@ delay=${IMPAIRED_DELAY:-10}
 losses=${IMPAIRED_LOSSES:-0 0.1 1 5}
 reorder=${IMPAIRED_REORDER:-2}
 seed=${IMPAIRED_SEED:-1}
+ccs=${IMPAIRED_CCS:-cubic bbr}
 export CRUST_WIRE=${CRUST_WIRE:-$(dirname "$crust")/crust-wire}
 wirelab=$root/tests/lab/wirelab
 rtt=$(awk -v d="$delay" 'BEGIN { print 2 * d }')
@@ -96,10 +99,15 @@ for k in sys.argv[2].split("."):
 print("null" if v is None else v)' "$1" "$2" 2>/dev/null || echo null
 }
 
-run_iperf3() { # scenario loss reorder
-	local name=$1 loss=$2 re=$3 impl=iperf3-cubic out srv wire
+run_iperf3() { # scenario loss reorder congestion-control
+	local name=$1 loss=$2 re=$3 cc=$4 impl=iperf3-$4 out srv wire
 	if ! command -v iperf3 >/dev/null; then
 		unavailable "$name" "$impl" "$loss" "$re" "iperf3 not installed (tools/deps.sh bench)"
+		return
+	fi
+	if ! grep -qw "$cc" /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null &&
+		! modprobe "tcp_$cc" 2>/dev/null; then
+		unavailable "$name" "$impl" "$loss" "$re" "the kernel has no TCP congestion control $cc"
 		return
 	fi
 	lab_up "impaired-$$" "$loss" "$re" || { unavailable "$name" "$impl" "$loss" "$re" "wirelab up failed"; return; }
@@ -112,7 +120,7 @@ run_iperf3() { # scenario loss reorder
 		"$wirelab" exec "$lab" b ss -Hltn "sport = :$port" 2>/dev/null | grep -q . && break
 		sleep 0.1
 	done
-	out=$("$wirelab" exec "$lab" a iperf3 -c "$b" -p "$port" -t "$secs" -O 1 -C cubic -J 2>&1)
+	out=$("$wirelab" exec "$lab" a iperf3 -c "$b" -p "$port" -t "$secs" -O 1 -C "$cc" -J 2>&1)
 	wait "$srv" 2>/dev/null
 	wire=$(lab_down)
 	local bps retr err
@@ -150,24 +158,22 @@ run_crust() { # scenario loss reorder
 	local b rx srv out wire
 	b=$("$wirelab" addr "$lab" b)
 	rx=$(mktemp)
-	"$wirelab" exec "$lab" b "$crust" bench rudp-bulk --listen "$b:$port" --seconds "$secs" \
-		--json-only > "$rx" 2>/dev/null &
+	timeout $((secs + 30)) "$wirelab" exec "$lab" b "$crust" bench rudp-bulk \
+		--listen "$b:$port" --seconds "$secs" --json-only > "$rx" 2>/dev/null &
 	srv=$!
 	sleep 0.5
 	out=$(timeout $((secs + 30)) "$wirelab" exec "$lab" a "$crust" bench rudp-bulk \
 		--connect "$b:$port" --seconds "$secs" --json-only 2>&1)
 	local rc=$?
-	( sleep $((secs + 30)); kill "$srv" 2>/dev/null ) &
-	local guard=$!
 	wait "$srv" 2>/dev/null
-	kill "$guard" 2>/dev/null
-	wait "$guard" 2>/dev/null
 	wire=$(lab_down)
 	local res mbps
 	res=$(grep '^{' "$rx" | tail -n1)
 	rm -f "$rx"
 	mbps=$(json_get "$res" goodput_mbps)
-	if [ "$mbps" = null ]; then
+	if [ "$mbps" != null ]; then
+		mbps=$(awk -v m="$mbps" 'BEGIN { printf "%.1f", m }')
+	else
 		mbps=$(json_get "$res" rx_bytes_per_s)
 		[ "$mbps" != null ] && mbps=$(awk -v b="$mbps" 'BEGIN { printf "%.1f", b * 8 / 1e6 }')
 	fi
@@ -181,10 +187,10 @@ run_crust() { # scenario loss reorder
 
 log "bottleneck $rate Mbit/s, RTT $rtt ms, $secs s per run, seed $seed"
 for loss in $losses; do
-	run_iperf3 "loss$loss" "$loss" 0
+	for cc in $ccs; do run_iperf3 "loss$loss" "$loss" 0 "$cc"; done
 	run_crust "loss$loss" "$loss" 0
 done
 if [ "$reorder" != 0 ]; then
-	run_iperf3 "reorder$reorder" 0 "$reorder"
+	for cc in $ccs; do run_iperf3 "reorder$reorder" 0 "$reorder" "$cc"; done
 	run_crust "reorder$reorder" 0 "$reorder"
 fi
