@@ -23,7 +23,9 @@
 #    "loss_pct":1,"reorder_pct":0,"rtt_ms":20,"bottleneck_mbps":200,"seconds":5,
 #    "retransmits":..,"wire":{"a2b":{...},"b2a":{...}}}
 # ("wire": the wire's counters for the run). A row that could not be measured has
-# "goodput_mbps":null, "status":"unavailable" and a "reason". Progress on stderr.
+# "goodput_mbps":null, "status":"unavailable" and a "reason" (every row, when the lab
+# cannot run at all: not root, no wire built; the exit status is then still 0).
+# Progress on stderr.
 #
 # crust rudp-bulk across the wire needs `crust bench rudp-bulk` to run one end per
 # namespace: `--listen ADDR:PORT` (the receiver, in side b) and `--connect ADDR:PORT`
@@ -50,9 +52,6 @@ lab=""
 log() { echo "perf/impaired.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
 
-[ "$(id -u)" -eq 0 ] || die "needs root (network namespaces)"
-command -v python3 >/dev/null || die "python3 not found"
-[ -x "$CRUST_WIRE" ] || die "$CRUST_WIRE not built (make lab)"
 [[ $secs =~ ^[0-9]+$ ]] && [ "$secs" -ge 1 ] || die "IMPAIRED_SECONDS '$secs' must be a whole number >= 1"
 
 cleanup() {
@@ -184,6 +183,25 @@ run_crust() { # scenario loss reorder
 	log "$name $impl: $mbps Mbit/s"
 	row "$name" "$impl" "$loss" "$re" ",\"goodput_mbps\":$mbps,\"wire\":${wire:-null}"
 }
+
+# What keeps every run from happening; then each row says so and the caller's run goes on.
+blocked() {
+	[ "$(id -u)" -eq 0 ] || { echo "needs root (network namespaces)"; return; }
+	command -v python3 >/dev/null || { echo "python3 not found"; return; }
+	[ -x "$CRUST_WIRE" ] || echo "$CRUST_WIRE not built (make lab)"
+}
+why=$(blocked)
+# shellcheck disable=SC2086 # $ccs is a list
+if [ -n "$why" ]; then
+	log "$why"
+	for loss in $losses; do
+		for impl in $(printf 'iperf3-%s ' $ccs) crust-rudp; do unavailable "loss$loss" "$impl" "$loss" 0 "$why"; done
+	done
+	if [ "$reorder" != 0 ]; then
+		for impl in $(printf 'iperf3-%s ' $ccs) crust-rudp; do unavailable "reorder$reorder" "$impl" 0 "$reorder" "$why"; done
+	fi
+	exit 0
+fi
 
 log "bottleneck $rate Mbit/s, RTT $rtt ms, $secs s per run, seed $seed"
 for loss in $losses; do
