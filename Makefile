@@ -4,6 +4,7 @@
 #   make test       install what is missing, build, run unit and end-to-end tests
 #   make asan       the same tests built with ASan + UBSan
 #   make bench      benchmarks beside iperf3 (perf/)
+#   make lab        build/crust-wire, the impairment wire of the lab (tests/lab/)
 #   make install    PREFIX=/usr/local DESTDIR=
 # V=1 shows the commands; CI=true turns warnings into errors.
 
@@ -41,7 +42,7 @@ LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 UNIT_OBJ  := $(UNIT_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all deps run test test-unit test-e2e asan bench install uninstall clean
+.PHONY: all deps lab run test test-unit test-e2e asan bench install uninstall clean
 all: $(BUILD)/libcrust.a $(BUILD)/libcrust.so $(BUILD)/crust
 
 deps:
@@ -74,6 +75,18 @@ $(BUILD)/crust: $(TOOL_OBJ) $(BUILD)/libcrust.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(TOOL_OBJ) $(BUILD)/libcrust.a $(LIBS) -lm
 
+# the lab's impairment wire (tests/lab/wire.c): a standalone tool, not part of libcrust
+lab: $(BUILD)/crust-wire
+
+$(BUILD)/lab/wire.o: tests/lab/wire.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/crust-wire: $(BUILD)/lab/wire.o
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ -lm
+
 $(BUILD)/unit_tests: $(UNIT_OBJ) $(BUILD)/libcrust.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $(UNIT_OBJ) $(BUILD)/libcrust.a $(LIBS) -lcriterion
@@ -87,7 +100,7 @@ test: deps
 test-unit: all $(BUILD)/unit_tests
 	$(Q)$(BUILD)/unit_tests --jobs 2
 
-test-e2e: all
+test-e2e: all lab
 	$(Q)CRUST=$(BUILD)/crust BUILD=$(BUILD) tests/e2e/run.sh
 
 asan: deps
@@ -95,7 +108,7 @@ asan: deps
 	$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
 		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" test-unit test-e2e
 
-bench: all
+bench: all lab
 	$(Q)tools/deps.sh bench
 	$(Q)perf/run.sh $(BUILD)/crust
 
@@ -117,4 +130,4 @@ uninstall:
 clean:
 	rm -rf build build-asan perf/out
 
--include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(UNIT_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/lab/wire.d
