@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Peer exchange across two LANs: a node learns of nodes its beacon cannot
+reach from the peers it is connected to, and connects to them.
+
+Topology (netlab.py; removed at the end, also on failure):
+    LAN 1 (bridge sw1): A 198.18.2.11, B 198.18.2.1
+    LAN 2 (bridge sw2): B 198.18.3.1,  C 198.18.3.13
+    B forwards between the LANs (a router that is also a crust node), so A
+    can reach C, but the beacon (link-local, TTL 255) never crosses B.
+
+Every node runs as the CLI does by default (beacon, bootstrap, peer
+exchange), no contacts, no cache. Checks:
+  - A and B, and B and C, find each other by beacon and connect;
+  - A never discovers C by beacon; A learns C from B (peer_discovered
+    "via":"peer_exchange") and connects to C directly;
+  - C's connection from A comes from A's own address (no relay through B's
+    crust node: B only routes packets).
+"""
+import json
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from crustnode import CrustNode, check, log, run  # noqa: E402
+from netlab import Lab  # noqa: E402
+
+T = 40.0   # generous bound for each wait; nothing is timed
+
+
+def main():
+    lab = Lab("pex")
+    nodes = []
+    tmp = tempfile.mkdtemp(prefix="crust-pex-")
+    try:
+        sw1, sw2 = lab.switch("sw1"), lab.switch("sw2")
+        a_ns, b_ns, c_ns = lab.host("a"), lab.router("b"), lab.host("c")
+        lab.plug(a_ns, sw1, "198.18.2.11/24")
+        lab.plug(b_ns, sw1, "198.18.2.1/24", ifname="eth0")
+        lab.plug(b_ns, sw2, "198.18.3.1/24", ifname="eth1")
+        lab.plug(c_ns, sw2, "198.18.3.13/24")
+        lab.route(a_ns, "default", "198.18.2.1")
+        lab.route(c_ns, "default", "198.18.3.1")
+
+        # A asks a random peer every second, so it hears of C soon after B
+        # does whichever of A and B dialed first (the default is a minute)
+        cfg = os.path.join(tmp, "a.json")
+        with open(cfg, "w") as f:
+            json.dump({"pex_interval_ms": 1000}, f)
+        opts = ["--no-cache"]
+        a = CrustNode("A", netns=a_ns, bind="0.0.0.0", isolated=False,
+                      args=opts + ["--config", cfg])
+        b = CrustNode("B", netns=b_ns, bind="0.0.0.0", isolated=False, args=opts)
+        c = CrustNode("C", netns=c_ns, bind="0.0.0.0", isolated=False, args=opts)
+        nodes = [a, b, c]
+
+        for x, y in ((a, b), (b, a), (b, c), (c, b)):
+            x.wait_for("new_connection", lambda e, y=y: e["peer"] == y.peer, timeout=T)
+        log("ok: A-B and B-C connected by beacon")
+
+        ev = a.wait_for("peer_discovered",
+                        lambda e: e["peer"] == c.peer and e.get("via") == "peer_exchange",
+                        timeout=T)
+        check(ev["addr"] == "198.18.3.13:%d" % c.port,
+              "A learned C's endpoint from B by peer exchange (%s)" % ev["addr"], a)
+        a.wait_for("new_connection", lambda e: e["peer"] == c.peer, timeout=T)
+        log("ok: A connected to C")
+        ec = c.wait_for("new_connection", lambda e: e["peer"] == a.peer, timeout=T)
+        check(ec["addr"].startswith("198.18.2.11:"),
+              "C sees A at A's own address, routed by B (%s)" % ec["addr"], c)
+        by_beacon = [e for e in a.events if e.get("event") == "peer_discovered"
+                     and e["peer"] == c.peer and e.get("via") == "beacon"]
+        check(not by_beacon, "A never discovered C by beacon (%r)" % by_beacon, a)
+        check(set(a.peers()) == {b.peer, c.peer}, "A's peers are B and C", a)
+
+        for n in nodes:
+            check(n.quit() == 0, "%s quits with status 0" % n.name, n)
+        nodes = []
+    finally:
+        for n in nodes:
+            n.kill()
+        lab.close()
+
+
+if __name__ == "__main__":
+    run(main)
