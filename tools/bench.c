@@ -1493,6 +1493,8 @@ static const struct scenario scenarios[] = {
 	{ "tcp-msgs", 64, 1, MAX_CONNS, run_throughput },
 	{ "handshakes", 0, 64, 4096, run_handshakes },
 	{ "idle", 0, 1000, MAX_DIALERS, run_idle },
+	{ "udp-pps", 1200, 1, 1, bench_udp_pps },
+	{ "pingpong", 64, 1, 1, bench_pingpong },
 };
 
 static void bench_usage(FILE *f)
@@ -1501,7 +1503,7 @@ static void bench_usage(FILE *f)
 	      "                           [--size N] [--shards N] [--api msg|copy]\n"
 	      "                           [--sender-cpu N|none] [--rx-buffer-size N]\n"
 	      "                           [--zerocopy-min N] [--send-queue N] [--fill]\n"
-	      "                           [--dialers N] [--drop-by listener|dialer]\n"
+	      "                           [--dialers N] [--drop-by listener|dialer] [--batch N]\n"
 	      "scenarios:\n"
 	      "  tcp-bulk    throughput, 131072-byte messages (--size)\n"
 	      "  tcp-msgs    throughput, 64-byte messages (--size)\n"
@@ -1510,6 +1512,10 @@ static void bench_usage(FILE *f)
 	      "              its dialer dials again\n"
 	      "  idle        --conns idle connections (default 1000), each from its own dialer\n"
 	      "              service: memory per connection, then held for --seconds\n"
+	      "  udp-pps     datagrams/s through the engine's UDP sockets (UDP_SEGMENT sends,\n"
+	      "              UDP_GRO receives), 1200-byte datagrams (--size), no crypto\n"
+	      "  pingpong    request/response latency over one connection (p50/p99/p999 us),\n"
+	      "              64-byte messages (--size), sealed or --tracer\n"
 	      "common:\n"
 	      "  --seconds S     measured (idle: held) seconds after a 0.5 s warm-up (default 5)\n"
 	      "  --conns N       tcp-*: connections, one sender service and thread each (default 1)\n"
@@ -1531,12 +1537,15 @@ static void bench_usage(FILE *f)
 	      "                  fewer services than dials makes duplicate connections, which\n"
 	      "                  crust retires without an event: for showing that, not measuring\n"
 	      "  --drop-by listener|dialer  which end drops each new connection (default listener)\n"
+	      "udp-pps:\n"
+	      "  --batch N       datagrams per send (1: no UDP_SEGMENT; default: as many as fit\n"
+	      "                  in 65000 bytes, at most 64)\n"
 	      "stdout: one JSON object; exit 1 if a check failed (integrity, a failed or\n"
 	      "unanswered handshake, a lost idle connection)\n", f);
 }
 
 enum { OPT_SIZE = 1000, OPT_SECONDS, OPT_CONNS, OPT_SHARDS, OPT_API, OPT_SENDER_CPU,
-       OPT_RX_BUF, OPT_ZC_MIN, OPT_SEND_QUEUE, OPT_FILL, OPT_DIALERS, OPT_DROP_BY, OPT_TRACER,
+       OPT_RX_BUF, OPT_ZC_MIN, OPT_SEND_QUEUE, OPT_FILL, OPT_DIALERS, OPT_DROP_BY, OPT_BATCH, OPT_TRACER,
        OPT_JSON_ONLY, OPT_HELP };
 
 static const struct option options[] = {
@@ -1552,6 +1561,7 @@ static const struct option options[] = {
 	{ "fill", no_argument, NULL, OPT_FILL },
 	{ "dialers", required_argument, NULL, OPT_DIALERS },
 	{ "drop-by", required_argument, NULL, OPT_DROP_BY },
+	{ "batch", required_argument, NULL, OPT_BATCH },
 	{ "tracer", no_argument, NULL, OPT_TRACER },
 	{ "json-only", no_argument, NULL, OPT_JSON_ONLY },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -1602,6 +1612,11 @@ static int parse_value(int c, struct bench_opts *o, bool *size_set)
 		if (!cli_uint("--dialers", optarg, 1, MAX_DIALERS, &v))
 			return EXIT_USAGE;
 		o->dialers = (unsigned)v;
+		return 0;
+	case OPT_BATCH:
+		if (!cli_uint("--batch", optarg, 1, 64, &v))
+			return EXIT_USAGE;
+		o->batch = (unsigned)v;
 		return 0;
 	case OPT_SHARDS:
 		if (!cli_uint("--shards", optarg, 1, 256, &v))
