@@ -1499,7 +1499,8 @@ static const struct scenario scenarios[] = {
 
 static void bench_usage(FILE *f)
 {
-	fputs("usage: crust bench SCENARIO [--seconds S] [--conns N] [--tracer] [--json-only]\n"
+	fputs("usage: crust bench --list | --help\n"
+	      "       crust bench SCENARIO [--seconds S] [--conns N] [--tracer] [--json-only]\n"
 	      "                           [--size N] [--shards N] [--api msg|copy]\n"
 	      "                           [--sender-cpu N|none] [--rx-buffer-size N]\n"
 	      "                           [--zerocopy-min N] [--send-queue N] [--fill]\n"
@@ -1517,7 +1518,8 @@ static void bench_usage(FILE *f)
 	      "  pingpong    request/response latency over one connection (p50/p99/p999 us),\n"
 	      "              64-byte messages (--size), sealed or --tracer\n"
 	      "common:\n"
-	      "  --seconds S     measured (idle: held) seconds after a 0.5 s warm-up (default 5)\n"
+	      "  --seconds S     measured (idle: held) seconds after a 0.5 s warm-up (default 5;\n"
+	      "                  fractions allowed, from 0.05)\n"
 	      "  --conns N       tcp-*: connections, one sender service and thread each (default 1)\n"
 	      "  --tracer        clear (tracer-mode) records on both ends: the cost without AEAD\n"
 	      "  --json-only     no progress on stderr\n"
@@ -1536,7 +1538,7 @@ static void bench_usage(FILE *f)
 	      "  --dialers N     spread the dials over N dialer services (default: one each);\n"
 	      "                  fewer services than dials makes duplicate connections, which\n"
 	      "                  crust retires without an event: for showing that, not measuring\n"
-	      "  --drop-by listener|dialer  which end drops each new connection (default listener)\n"
+	      "  --drop-by listener|dialer  which end drops each new connection (default dialer)\n"
 	      "udp-pps:\n"
 	      "  --batch N       datagrams per send (1: no UDP_SEGMENT; default: as many as fit\n"
 	      "                  in 65000 bytes, at most 64)\n"
@@ -1721,6 +1723,11 @@ int cmd_bench(int argc, char **argv)
 {
 	struct bench_opts o = { .seconds = 5, .conns = 1, .shards = 1, .api = API_MSG,
 				.sender_cpu = SENDER_ON_SHARD, .drop_by = DROP_BY_DIALER };
+	if (argc == 2 && !strcmp(argv[1], "--list")) {
+		for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
+			puts(scenarios[i].name);
+		return 0;
+	}
 	int ret = parse_options(argc, argv, &o);
 	if (ret)
 		return ret;
