@@ -23,7 +23,7 @@
 #
 # Environment:
 #   BENCH_FULL=0      1: the longer matrix (more seconds, repeats and sizes)
-#   BENCH_SECONDS     measured seconds per run (quick 3, full 5)
+#   BENCH_SECONDS     measured seconds per run (quick 2, full 5)
 #   REPEAT            runs of each, interleaved (quick 3, full 5)
 #   SWEEP_SIZES       message sizes of the TCP sweep (quick "64 1024 16384",
 #                     full "16 64 256 1024 4096 16384 65536 131072")
@@ -76,7 +76,7 @@ if [ "$full" = 1 ]; then
 	udp_sizes=${UDP_SIZES:-64 256 512 1200 1472}
 	sweep_secs=${SWEEP_SECONDS:-3}; sweep_repeat=3
 else
-	secs=${BENCH_SECONDS:-3}; repeat=${REPEAT:-3}; quiet_wait=${QUIET_WAIT:-10}
+	secs=${BENCH_SECONDS:-2}; repeat=${REPEAT:-3}; quiet_wait=${QUIET_WAIT:-10}
 	sweep_sizes=${SWEEP_SIZES:-64 1024 16384}
 	udp_sizes=${UDP_SIZES:-64 1200}
 	sweep_secs=${SWEEP_SECONDS:-1}; sweep_repeat=1
