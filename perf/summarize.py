@@ -341,7 +341,11 @@ class Row:
 
     def crust_text(self):
         if self.crust is None:
-            return f"FAILED / unavailable: {self.crust_why}" if self.crust_why else "-"
+            if not self.crust_why:
+                return "-"
+            if self.crust_why == "not built yet" or self.crust_why.startswith("not run"):
+                return self.crust_why
+            return f"FAILED / unavailable: {self.crust_why}"
         return fmt(self.crust, self.digits)
 
     def baseline_text(self):
