@@ -1,7 +1,12 @@
 /*
- * bench.c - `crust bench`: the TCP path between services in one process on
+ * bench.c - `crust bench`: the options, the scenario table (one line per
+ * scenario: add a scenario by adding its line and its function, declared
+ * in bench.h), and the TCP scenarios between services in one process on
  * loopback: throughput (tcp-bulk, tcp-msgs), handshakes per second
- * (handshakes) and the memory an idle connection holds (idle).
+ * (handshakes) and the memory an idle connection holds (idle). udp-pps is
+ * in bench_udp.c, pingpong in bench_pingpong.c; what they share (clocks,
+ * cpu time, packet counters, the traffic block of every JSON) in
+ * bench.h / bench_common.c.
  *
  * Throughput. The receiver service (--shards shards from cpu 0) listens on
  * 127.0.0.1; each of --conns sender services (one shard, from cpu 1)
@@ -1488,6 +1493,11 @@ static int run_idle(const struct bench_opts *o)
 
 /* ---- options ---- */
 
+/*
+ * One line per scenario: name, default --size, default and largest --conns,
+ * the function (bench.h). Reliable UDP (rudp-bulk, rudp-msgs: tools/bench_rudp.c)
+ * goes here too; perf/run.sh runs whatever `crust bench --list` names.
+ */
 static const struct scenario scenarios[] = {
 	{ "tcp-bulk", 128 * 1024, 1, MAX_CONNS, run_throughput },
 	{ "tcp-msgs", 64, 1, MAX_CONNS, run_throughput },
