@@ -41,6 +41,7 @@ struct crust_peer_id {
 };
 
 enum crust_transport {
+	CRUST_TRANSPORT_ANY = 0,          /* dial: TCP first, then reliable UDP */
 	CRUST_TRANSPORT_TCP = 1,
 	CRUST_TRANSPORT_RUDP = 2,
 };
@@ -67,7 +68,8 @@ struct crust_config {
 	bool pin_shards;             /* pin shard i to core (first_cpu + i) mod ncpu */
 	unsigned first_cpu;
 	uint16_t tcp_port;           /* live port; 0 = random */
-	uint16_t rudp_port;          /* accepted, reliable UDP is not built yet */
+	uint16_t rudp_port;          /* reliable-UDP live port; 0 = the TCP port's number if free,
+	                                else random */
 	const char *bind_addr;       /* listen address, default "0.0.0.0" */
 	uint32_t max_msg_size;       /* default 16 MiB; larger sends fail with -EMSGSIZE */
 	uint32_t max_send_queue;     /* bytes queued per peer before -ENOBUFS, default 64 MiB */
@@ -94,6 +96,9 @@ struct crust_config {
 	uint32_t hs_rate_per_s;      /* new handshakes per source IP per second, default 50 */
 	uint32_t hs_burst;           /* default 100 */
 	uint32_t hs_max_pending;     /* unfinished handshakes per source IP, default 16 */
+	const char *rudp_cc;         /* reliable UDP congestion control: "bbr" (default), "cubic" */
+	uint32_t rudp_retry_pending; /* unfinished UDP handshakes per shard before new ones must
+	                                prove their address (stateless Retry); default 64 */
 	crust_log_fn log;            /* default: warnings and errors to stderr */
 	void *log_ctx;
 	enum crust_log_level log_level;
@@ -252,6 +257,14 @@ struct crust_stats {
 	uint64_t rx_enobufs;                     /* multishot recv ran out of buffers */
 	uint64_t rx_pauses;                      /* receives paused: user held too much */
 	uint64_t tx_zc_sends, tx_zc_copied;      /* zero-copy sends; those the kernel copied */
+	/* reliable UDP */
+	uint64_t udp_rx_packets, udp_tx_packets;
+	uint64_t udp_bad_packets;                /* malformed, or for no connection we could use */
+	uint64_t udp_auth_failures;              /* failed packet authentication: dropped */
+	uint64_t udp_unknown_cid;                /* no connection with that id */
+	uint64_t udp_lost_packets, udp_retx_bytes;
+	uint64_t udp_retries_sent;               /* stateless Retry answers (handshake load) */
+	uint64_t udp_rcvbuf_drops;               /* datagrams the kernel dropped: socket buffer full */
 };
 CRUST_API void crust_stats(struct crust_service *svc, struct crust_stats *out);
 
@@ -259,7 +272,7 @@ CRUST_API void crust_stats(struct crust_service *svc, struct crust_stats *out);
 CRUST_API void crust_peer_to_hex(const struct crust_peer_id *id, char out[CRUST_PEER_HEX_LEN + 1]);
 CRUST_API int crust_peer_from_hex(const char *hex, struct crust_peer_id *out);
 CRUST_API bool crust_peer_eq(const struct crust_peer_id *a, const struct crust_peer_id *b);
-/* "ADDR:PORT", "[v6]:PORT", "tcp://..." or "rudp://..." -> endpoint. */
+/* "ADDR:PORT" (transport ANY), "[v6]:PORT", "tcp://..." or "rudp://..." -> endpoint. */
 CRUST_API int crust_endpoint_parse(const char *s, struct crust_endpoint *out);
 /* addr -> "ADDR:PORT" / "[v6]:PORT". */
 CRUST_API void crust_addr_format(const struct sockaddr_storage *addr, char *out, size_t n);
