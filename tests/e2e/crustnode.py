@@ -187,9 +187,10 @@ class CrustNode:
     """
 
     def __init__(self, name="node", args=(), tcp_port=0, bind="127.0.0.1", shards=1,
-                 wait_listening=True, timeout=DEFAULT_TIMEOUT):
+                 wait_listening=True, timeout=DEFAULT_TIMEOUT, prefix=()):
         self.name = name
-        self.argv = [crust_binary(), "node"]
+        # prefix: a command that execs the node, e.g. ("ip", "netns", "exec", NS)
+        self.argv = list(prefix) + [crust_binary(), "node"]
         if tcp_port is not None:
             self.argv += ["--tcp-port", str(tcp_port)]
         if bind is not None:
@@ -206,6 +207,8 @@ class CrustNode:
         self.peer = None
         self.port = None
         self.listener = None
+        self.rudp_port = None
+        self.rudp_listener = None
         log("[%s] start: %s" % (name, " ".join(self.argv)))
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -222,6 +225,9 @@ class CrustNode:
             if wait_listening:
                 self.listener = self.wait_for("listener_started", timeout=timeout)
                 self.port = self.listener["port"]
+                # the UDP listener follows the TCP one
+                self.rudp_listener = self.wait_for("listener_started", timeout=timeout)
+                self.rudp_port = self.rudp_listener["port"]
         except BaseException:
             self.kill()
             raise
