@@ -228,8 +228,8 @@ CRUST_API int crust_drop(struct crust_service *svc, const struct crust_peer_id *
 CRUST_API int crust_maintain(struct crust_service *svc, const struct crust_peer_id *peer);
 
 /*
- * This node's listening endpoints: up to n written to out. Returns the
- * number written, or -errno.
+ * This node's listening endpoints: up to n written to out, the TCP ones
+ * first, then the reliable-UDP ones. Returns the number written, or -errno.
  */
 CRUST_API int crust_own_endpoints(struct crust_service *svc, struct crust_endpoint *out,
 				  size_t n);

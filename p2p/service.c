@@ -621,12 +621,12 @@ CRUST_API int crust_blacklist(struct crust_service *svc, const char *peer_or_add
 }
 
 static int add_endpoint(struct crust_endpoint *out, size_t n, int got, const struct sockaddr *sa,
-			socklen_t len, uint16_t port)
+			socklen_t len, uint16_t port, enum crust_transport t)
 {
 	if ((size_t)got >= n)
 		return got;
 	memset(&out[got], 0, sizeof(out[got]));
-	out[got].transport = CRUST_TRANSPORT_TCP;
+	out[got].transport = t;
 	memcpy(&out[got].addr, sa, len);
 	out[got].addrlen = len;
 	eng_addr_set_port(&out[got].addr, port);
@@ -640,27 +640,36 @@ static bool is_unspecified(const struct sockaddr_storage *ss)
 	return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
 }
 
-CRUST_API int crust_own_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n)
+/* The bound address, or every interface address of its family, with port and transport t. */
+static int add_transport(struct crust_service *svc, struct crust_endpoint *out, size_t n, int got,
+			 uint16_t port, enum crust_transport t)
 {
-	uint16_t port = svc->tcp_port;
 	if (!port)
-		return 0;
+		return got;
 	if (!is_unspecified(&svc->bind_addr))
-		return add_endpoint(out, n, 0, (struct sockaddr *)&svc->bind_addr, svc->bind_len, port);
-	/* bound to every address: list the interfaces' addresses of that family */
+		return add_endpoint(out, n, got, (struct sockaddr *)&svc->bind_addr, svc->bind_len,
+				    port, t);
 	struct ifaddrs *ifa;
 	if (getifaddrs(&ifa) < 0)
 		return -errno;
-	int got = 0;
 	for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
 		if (!i->ifa_addr || i->ifa_addr->sa_family != svc->bind_addr.ss_family)
 			continue;
 		socklen_t len = i->ifa_addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
 								   : sizeof(struct sockaddr_in6);
-		got = add_endpoint(out, n, got, i->ifa_addr, len, port);
+		got = add_endpoint(out, n, got, i->ifa_addr, len, port, t);
 	}
 	freeifaddrs(ifa);
 	return got;
+}
+
+CRUST_API int crust_own_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n)
+{
+	/* TCP endpoints first (callers asking for one get TCP), then reliable UDP */
+	int got = add_transport(svc, out, n, 0, svc->tcp_port, CRUST_TRANSPORT_TCP);
+	if (got < 0)
+		return got;
+	return add_transport(svc, out, n, got, svc->rudp_port, CRUST_TRANSPORT_RUDP);
 }
 
 CRUST_API int crust_peers(struct crust_service *svc, struct crust_peer_id *out, size_t n)

@@ -332,8 +332,11 @@ ParameterizedTest(struct hello_case *hc, service, hello_world_between_two_servic
 
 	struct crust_endpoint eps[4];
 	int n = crust_own_endpoints(a.svc, eps, 4);
-	cr_assert(eq(int, n, 1), "bound to one address");
+	cr_assert(eq(int, n, 2), "bound to one address: TCP, then reliable UDP");
 	cr_assert(eq(u16, addr_port(&eps[0].addr), a.port));
+	cr_assert(eq(int, eps[0].transport, CRUST_TRANSPORT_TCP));
+	cr_assert(eq(u16, addr_port(&eps[1].addr), a.rudp_port));
+	cr_assert(eq(int, eps[1].transport, CRUST_TRANSPORT_RUDP));
 
 	cr_assert(zero(int, a.nstash), "nothing unexpected at a");
 	cr_assert(zero(int, b.nstash), "nothing unexpected at b");
