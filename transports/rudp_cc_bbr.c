@@ -24,6 +24,7 @@ enum { BBR_STARTUP, BBR_DRAIN, BBR_PROBE_BW, BBR_PROBE_RTT };
 #define BBR_LOSS_THRESH_PCT 2
 #define BBR_BW_ROUNDS 10
 #define BBR_LOSS_MIN_PKTS 6
+#define BBR_AGGREGATION_US 3000ull /* pacing burst (2 ms) + the 1 ms timer tick */
 
 static const unsigned cycle_gain[8] = { 125, 75, 100, 100, 100, 100, 100, 100 };
 
@@ -67,7 +68,13 @@ static void set_outputs(struct rudp_cc *cc)
 		cc->cwnd = min_window(cc);
 		return;
 	}
-	uint64_t w = bdp(cc) * BBR_CWND_GAIN / 100 + 3ull * cc->mss;
+	/*
+	 * Plus what the sender emits between two timer ticks and the receiver
+	 * acknowledges per batch (Linux BBR adds 3 send quanta for the same
+	 * reason): with a loopback RTT of ~20 us, 2 BDP alone is a few packets.
+	 */
+	uint64_t w = bdp(cc) * BBR_CWND_GAIN / 100 + b->bw * BBR_AGGREGATION_US / 1000000 +
+		     3ull * cc->mss;
 	if (b->state == BBR_STARTUP && w < cc->cwnd)
 		w = cc->cwnd; /* never shrink while the model is still growing */
 	if (w > b->inflight_hi)

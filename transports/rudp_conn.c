@@ -28,6 +28,8 @@
 #define SNDBUF_MIN (4u << 20)
 #define RECORD_MAX ENG_ARENA_CHUNK  /* small messages per record (what TCP's receivers accept) */
 #define PACE_BURST_US 2000u
+#define ACK_EVERY_BULK 8u
+#define ACK_BULK_AFTER 100u
 
 static void rec_acked(void *ctx, const struct rudp_sent_pkt *p);
 static void rec_lost(void *ctx, const struct rudp_sent_pkt *p);
@@ -358,6 +360,12 @@ static struct rudp_aead *rx_keys(struct rudp_conn *c, const struct rudp_hdr *h)
 	return c->have_pkt_keys ? NULL : &c->init_rx;
 }
 
+static uint64_t ack_delay_us(const struct rudp_conn *c)
+{
+	uint64_t d = c->rec.have_rtt ? c->rec.srtt_us / 4 : RUDP_MAX_ACK_DELAY_US;
+	return d < RUDP_MAX_ACK_DELAY_US ? d : RUDP_MAX_ACK_DELAY_US;
+}
+
 static void note_received(struct rudp_conn *c, uint64_t pn, bool eliciting, uint64_t now)
 {
 	bool gap = c->largest_rx_pn != UINT64_MAX && pn != c->largest_rx_pn + 1;
@@ -369,11 +377,17 @@ static void note_received(struct rudp_conn *c, uint64_t pn, bool eliciting, uint
 	if (!eliciting)
 		return;
 	c->eliciting_unacked++;
-	/* ACK every second packet, at once on a gap or in the handshake; else within the delay */
-	if (gap || c->eliciting_unacked >= 2 || c->cur_long)
+	/*
+	 * At once on a gap or in the handshake; else every second packet at
+	 * first, then (a bulk flow) every ACK_EVERY_BULK: each ACK costs the
+	 * sender a datagram through the stack and an AEAD open. The rest wait
+	 * at most a timer tick or a quarter RTT (within max_ack_delay).
+	 */
+	unsigned every = pn > ACK_BULK_AFTER ? ACK_EVERY_BULK : 2;
+	if (gap || c->eliciting_unacked >= every || c->cur_long)
 		c->ack_now = true;
 	else if (!c->ack_deadline_us)
-		c->ack_deadline_us = now + RUDP_MAX_ACK_DELAY_US;
+		c->ack_deadline_us = now + ack_delay_us(c);
 }
 
 static bool is_duplicate(const struct rudp_conn *c, uint64_t pn)
@@ -881,6 +895,15 @@ static void finalize(struct rudp_conn *c)
 	if (c->inflight_tx)
 		return; /* on_sent re-arms the timer */
 	c->finalizing = true;
+	/* where a connection's transfer stood, for whoever reads info-level logs */
+	eng_log(rs->sh->eng, 2,
+		"rudp connection ends: cwnd %llu B, pacing %llu B/s, srtt %llu us, min rtt %llu us, "
+		"mtu %u, packets sent %llu, lost %llu (spurious %llu), PTOs %llu, bytes resent %llu",
+		(unsigned long long)c->cc.cwnd, (unsigned long long)c->cc.pacing_Bps,
+		(unsigned long long)c->rec.srtt_us, (unsigned long long)c->rec.min_rtt_us, c->mtu,
+		(unsigned long long)c->rec.sent_pkts, (unsigned long long)c->rec.lost_pkts,
+		(unsigned long long)c->rec.spurious, (unsigned long long)c->rec.ptos,
+		(unsigned long long)c->sb.retx_bytes);
 	if (c->blocked) {
 		struct rudp_conn **pp = &rs->blocked;
 		while (*pp != c)
