@@ -5,10 +5,12 @@
    `connect ADDR:PORT` (TCP first) still connects, over rudp;
 2. random loss (nftables numgen, both directions) of 1 %, 5 % and 10 %:
    300 messages of random size each way arrive exactly once, in order and
-   intact, and the node counted losses and retransmissions.
+   intact, and the node counted losses and retransmissions;
+3. 1 % of datagrams corrupted (nftables payload mangling): caught by the
+   per-packet AEAD (counted as authentication failures), resent, intact.
 
-No netem here (see shared NATLAB.md): reordering, duplication, corruption
-and delay need the userspace impairment wire, not this test."""
+No netem here (see shared NATLAB.md): reordering, duplication and delay
+need the userspace impairment wire, not this test."""
 import os
 import random
 import sys
@@ -72,6 +74,18 @@ def main():
             lost = after["udp_lost_packets"] - before["udp_lost_packets"]
             check(lost > 0, "A declared packets lost (%d) and sent them again (%d bytes)"
                   % (lost, after["udp_retx_bytes"] - before["udp_retx_bytes"]), a)
+        log("--- 3. 1 % of UDP datagrams corrupted (a byte of the payload overwritten)")
+        for n in (ns.a, ns.b):
+            ns.flush(n)
+            # @th,160,8: the byte 20 bytes into the UDP header, i.e. inside the packet
+            ns.nft(n, "add rule inet t in meta l4proto udp numgen random mod 100 < 1 "
+                      "@th,160,8 set 0xff")
+        before = a.stats()["udp_auth_failures"] + b.stats()["udp_auth_failures"]
+        transfer(a, b, 0, timeout=60)
+        transfer(b, a, 1, timeout=60)
+        after = a.stats()["udp_auth_failures"] + b.stats()["udp_auth_failures"]
+        check(after > before, "corrupted packets failed authentication and were dropped "
+              "(%d), the messages still arrived intact" % (after - before), a, b)
         for n in (ns.a, ns.b):
             ns.flush(n)
         check(a.peers() == [b.peer], "still the one connection", a)
