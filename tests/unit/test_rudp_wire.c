@@ -2,13 +2,18 @@
  * test_rudp_wire.c - the reliable-UDP codec: varints, headers, packet
  * number decoding, ACK ranges (edge cases), stream and close frames, and
  * that every truncation of a valid frame is refused rather than misread.
- * Also the range sets behind ACKs and the stream's send/receive sides.
+ * Also the range sets behind ACKs, the stream's send/receive sides, and
+ * packet protection (number, header and key bound; key epochs) and retry
+ * tokens.
  */
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "transports/rudp_crypto.h"
 #include "transports/rudp_ranges.h"
 #include "transports/rudp_stream.h"
 #include "transports/rudp_wire.h"
@@ -257,4 +262,59 @@ Test(rudp_stream, out_of_order_segments_wait_for_the_gap)
 	free(s);
 	cr_assert(zero(u64, r.held));
 	rudp_recvbuf_free(&r);
+}
+
+Test(rudp_crypto, packets_open_only_with_their_number_header_and_key)
+{
+	uint8_t secret[32], other[32];
+	memset(secret, 1, sizeof(secret));
+	memset(other, 2, sizeof(other));
+	struct rudp_aead tx, rx, wrong;
+	cr_assert(zero(int, rudp_aead_init(&tx, true, true, secret)));
+	cr_assert(zero(int, rudp_aead_init(&rx, true, false, secret)));
+	cr_assert(zero(int, rudp_aead_init(&wrong, true, false, other)));
+	/* across a key epoch: the last packet of epoch 0, the first of epoch 1, then epoch 0 again */
+	uint64_t pns[] = { 5, (1ull << RUDP_EPOCH_SHIFT) - 1, 1ull << RUDP_EPOCH_SHIFT, 7 };
+	for (unsigned i = 0; i < 4; i++) {
+		uint8_t pkt[64 + RUDP_TAG_LEN];
+		memset(pkt, 0xab, 13);        /* header */
+		memcpy(pkt + 13, "payload bytes", 13);
+		cr_assert(zero(int, rudp_aead_seal(&tx, pns[i], pkt, 13, 13)));
+		cr_assert(not(zero(int, memcmp(pkt + 13, "payload bytes", 13))), "encrypted");
+		uint8_t copy[sizeof(pkt)];
+		memcpy(copy, pkt, sizeof(pkt));
+		cr_assert(eq(int, rudp_aead_open(&rx, pns[i] + 1, copy, 13, 13 + RUDP_TAG_LEN),
+			     -EBADMSG), "another packet number");
+		memcpy(copy, pkt, sizeof(pkt));
+		copy[3] ^= 1;
+		cr_assert(eq(int, rudp_aead_open(&rx, pns[i], copy, 13, 13 + RUDP_TAG_LEN), -EBADMSG),
+			  "a changed header");
+		memcpy(copy, pkt, sizeof(pkt));
+		cr_assert(eq(int, rudp_aead_open(&wrong, pns[i], copy, 13, 13 + RUDP_TAG_LEN),
+			     -EBADMSG), "another key");
+		cr_assert(zero(int, rudp_aead_open(&rx, pns[i], pkt, 13, 13 + RUDP_TAG_LEN)));
+		cr_assert(zero(int, memcmp(pkt + 13, "payload bytes", 13)));
+	}
+	rudp_aead_free(&tx);
+	rudp_aead_free(&rx);
+	rudp_aead_free(&wrong);
+}
+
+Test(rudp_crypto, retry_tokens_bind_address_id_and_time)
+{
+	uint8_t secret[32];
+	memset(secret, 9, sizeof(secret));
+	struct sockaddr_storage a = { 0 }, b = { 0 };
+	((struct sockaddr_in *)&a)->sin_family = AF_INET;
+	((struct sockaddr_in *)&a)->sin_port = htons(4000);
+	b = a;
+	((struct sockaddr_in *)&b)->sin_port = htons(4001);
+	uint8_t tok[RUDP_TOKEN_LEN];
+	rudp_token_make(secret, &a, 77, 1000, tok);
+	cr_assert(rudp_token_check(secret, &a, 77, 1005, tok, sizeof(tok)));
+	cr_assert(rudp_token_check(secret, &b, 77, 1005, tok, sizeof(tok)) == false, "other port");
+	cr_assert(rudp_token_check(secret, &a, 78, 1005, tok, sizeof(tok)) == false, "other id");
+	cr_assert(rudp_token_check(secret, &a, 77, 1000 + RUDP_TOKEN_LIFETIME_S + 1, tok,
+				   sizeof(tok)) == false, "expired");
+	cr_assert(rudp_token_check(secret, &a, 77, 1005, tok, sizeof(tok) - 1) == false);
 }
