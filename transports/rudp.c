@@ -546,7 +546,7 @@ static void rudp_stats(struct transport *t, struct tp_stats *out)
 static void rudp_destroy(struct transport *t)
 {
 	struct rudp_transport *rt = (struct rudp_transport *)t;
-	for (unsigned i = 0; rt->shards && i < t->eng->nshards; i++) {
+	for (unsigned i = 0; rt->shards && i < rt->nshards; i++) {
 		struct rudp_shard *rs = &rt->shards[i];
 		while (rs->free_tx) {
 			struct rudp_txbuf *n = rs->free_tx->next;
@@ -596,6 +596,7 @@ int rudp_transport_new(struct eng *eng, const struct tp_callbacks *cb, void *cb_
 		free(rt);
 		return -ENOMEM;
 	}
+	rt->nshards = eng->nshards;
 	for (unsigned i = 0; i < eng->nshards; i++) {
 		rt->shards[i].rt = rt;
 		rt->shards[i].sh = &eng->shards[i];

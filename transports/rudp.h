@@ -79,6 +79,7 @@ struct rudp_shard {
 struct rudp_transport {
 	struct transport base;
 	struct rudp_shard *shards;
+	unsigned nshards;               /* kept: destroy runs after the engine is freed */
 	uint8_t secret[32];             /* retry tokens */
 	bool bound;
 	const struct rudp_cc_ops *cc;

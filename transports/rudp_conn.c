@@ -623,7 +623,9 @@ static bool plan_packet(struct rudp_conn *c, uint64_t now, struct pkt_plan *pl)
 	if (!pl->lng && !c->probing && c->peer_short_seen && c->probe_lo < c->probe_hi &&
 	    now >= c->next_probe_us && c->rec.bytes_in_flight + c->probe_hi <= c->cc.cwnd) {
 		pl->mtu_probe = true;
-		pl->size = (c->probe_lo + c->probe_hi + 1) / 2;
+		/* most paths carry the largest size: try it first, then search below it */
+		pl->size = c->probe_hi == RUDP_MAX_MTU ? c->probe_hi
+						       : (c->probe_lo + c->probe_hi + 1) / 2;
 		if (c->probe_hi - c->probe_lo < 16) {
 			c->probe_lo = c->probe_hi; /* close enough: stop searching */
 			c->next_probe_us = now + RUDP_PROBE_INTERVAL_US;

@@ -78,9 +78,18 @@ void rudp_rec_on_sent(struct rudp_recovery *r, struct rudp_sent_pkt *p, uint64_t
 	if (p->flags & RUDP_PKT_ACK_ELICITING) {
 		r->eliciting_in_flight++;
 		r->last_eliciting_sent_us = now_us;
+	} else {
+		/*
+		 * Nothing to recover (a pure ACK): done at once. A peer that only
+		 * receives never has its ACKs acknowledged, so they must not
+		 * hold the ring's head.
+		 */
+		p->flags |= RUDP_PKT_DONE;
 	}
 	r->next_pn = p->pn + 1;
 	r->sent_pkts++;
+	while (r->head_pn < r->next_pn && (at(r, r->head_pn)->flags & RUDP_PKT_DONE))
+		r->head_pn++;
 }
 
 void rudp_rec_app_limited(struct rudp_recovery *r)

@@ -146,6 +146,22 @@ Test(rudp_recovery, an_ack_of_a_packet_never_sent_is_refused)
 	rudp_rec_free(&f.r);
 }
 
+Test(rudp_recovery, pure_acks_never_pile_up)
+{
+	/* a receive-only peer's ACKs are never acknowledged: they must not hold memory */
+	static struct fixture f;
+	setup(&f, &rudp_cc_cubic);
+	for (int i = 0; i < 100000; i++) {
+		struct rudp_sent_pkt *p = rudp_rec_next(&f.r);
+		p->size = 40;
+		rudp_rec_on_sent(&f.r, p, (uint64_t)i);
+	}
+	cr_assert(eq(u64, f.r.head_pn, f.r.next_pn));
+	cr_assert(lt(u64, f.r.mask, 4096), "the ring did not grow");
+	cr_assert(zero(u64, rudp_rec_deadline(&f.r)), "nothing to time out");
+	rudp_rec_free(&f.r);
+}
+
 Test(rudp_cc, cubic_reduces_once_per_round_of_losses)
 {
 	struct rudp_cc cc;
