@@ -80,6 +80,7 @@ struct p2p_conn {
 	bool limited;                      /* holds a limiter slot for its source */
 	bool maintained;
 	bool rudp_fallback;                /* dialed ADDR:PORT over TCP: try reliable UDP if it fails */
+	int tcp_err;                       /* why TCP failed before the fallback (0: no fallback) */
 	bool peer_retired;                 /* the peer said this connection is a duplicate */
 	bool refused;                      /* we sent a refusal: ignore input until it closes */
 	bool abuse_reported;

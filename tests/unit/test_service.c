@@ -983,6 +983,31 @@ Test(service, connect_to_a_closed_port_fails_with_a_reason, .timeout = 30)
 	raw_close(&closed);
 }
 
+Test(service, a_plain_endpoint_tries_tcp_then_rudp_and_says_why_both_failed, .timeout = 30)
+{
+	struct raw_peer closed; /* TCP: refused; UDP on that port: nobody answers */
+	raw_listen(&closed, 0);
+	struct crust_config cfg;
+	base_config(&cfg, 1);
+	cfg.connect_timeout_ms = 500;
+	static struct node a;
+	node_start(&a, &cfg);
+	char s[32];
+	snprintf(s, sizeof(s), "127.0.0.1:%u", closed.port);
+	struct crust_endpoint ep;
+	cr_assert(zero(int, crust_endpoint_parse(s, &ep)));
+	cr_assert(eq(int, ep.transport, CRUST_TRANSPORT_ANY));
+	cr_assert(zero(int, crust_connect(a.svc, &ep)));
+	struct crust_event ev = expect_event(&a, CRUST_EV_CONNECT_FAILED);
+	cr_assert(eq(int, ev.transport, CRUST_TRANSPORT_RUDP), "the last try was reliable UDP");
+	cr_assert(eq(int, ev.error, -ETIMEDOUT));
+	cr_assert(not(eq(ptr, strstr(ev.reason, "tcp: Connection refused"), NULL)), "%s", ev.reason);
+	cr_assert(not(eq(ptr, strstr(ev.reason, "rudp: "), NULL)), "%s", ev.reason);
+	expect_peers(&a, NULL);
+	node_stop(&a);
+	raw_close(&closed);
+}
+
 Test(service, drop_ends_the_connection_on_both_sides, .timeout = 30)
 {
 	struct crust_config cfg;
