@@ -680,8 +680,14 @@ static uint32_t build_packet(struct rudp_conn *c, uint8_t *p, const struct pkt_p
 		q = put_stream(c, q, end, pl->lng, sp);
 	if (sp->nstream)
 		sp->flags |= RUDP_PKT_ACK_ELICITING;
-	/* client long packets are padded to 1200 (anti-amplification), probes to their size */
-	uint8_t *want = pl->mtu_probe || (pl->lng && c->is_client) ? end : q;
+	/*
+	 * Client long packets are padded to 1200 (anti-amplification), probes
+	 * to their size, and a data packet that is all but full to the full
+	 * size: GSO batches need equal segments, and a few bytes of padding
+	 * are cheaper than a batch cut short.
+	 */
+	bool nearly_full = sp->nstream && end - q <= (long)RUDP_STREAM_HDR_MAX + 16;
+	uint8_t *want = pl->mtu_probe || (pl->lng && c->is_client) || nearly_full ? end : q;
 	if (q < want) {
 		memset(q, RUDP_FR_PADDING, (size_t)(want - q));
 		q = want;
