@@ -27,7 +27,7 @@ OPT      ?= -O2 -g
 SAN      ?=
 CFLAGS_ALL = -std=gnu11 $(OPT) $(SAN) $(WARN) -fPIC -fvisibility=hidden -MMD -MP \
              -Iinclude -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
-LIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -luring -lsodium -lcrypto -ljansson) -lpthread
+LIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -luring -lsodium -lcrypto -ljansson) -lpthread -lm
 LDFLAGS_ALL = $(SAN) $(LDFLAGS)
 
 ifeq ($(V),1)

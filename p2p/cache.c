@@ -96,7 +96,7 @@ static void encode_entry(uint8_t *p, const struct cache_entry *e)
 static bool decode_entry(const uint8_t *p, struct cache_entry *e)
 {
 	memset(e, 0, sizeof(*e));
-	if (p[0] != CRUST_TRANSPORT_TCP && p[0] != CRUST_TRANSPORT_RUDP)
+	if (p[0] > CRUST_TRANSPORT_RUDP) /* 0 = any: TCP, then reliable UDP */
 		return false;
 	e->ep.transport = (enum crust_transport)p[0];
 	if (p[1] == 4) {

@@ -155,13 +155,28 @@ static void on_connected(void *ctx, struct tp_conn *c, int res)
 {
 	struct crust_service *svc = ctx;
 	struct p2p_conn *pc = c->user;
+	if (res < 0 && pc->rudp_fallback && svc->rudp && !atomic_load(&c->sh->stop)) {
+		/* TCP did not get through (filtered, refused): the same endpoint over reliable UDP */
+		struct tp_conn *tc;
+		pc->rudp_fallback = false;
+		pc->tcp_err = res;
+		if (svc->rudp->vt->connect(svc->rudp, c->sh, (struct sockaddr *)&c->remote,
+					   c->remote_len, pc, &tc) == 0) {
+			pc->tc = tc;
+			return;
+		}
+	}
 	if (res < 0) {
 		struct crust_event ev;
 		event_init(&ev, CRUST_EV_CONNECT_FAILED);
 		ev.transport = c->t->vt->kind;
 		memcpy(&ev.addr, &c->remote, sizeof(ev.addr));
 		ev.error = res;
-		snprintf(ev.reason, sizeof(ev.reason), "%s", strerror(-res));
+		if (pc->tcp_err) /* both ways failed: say why for each */
+			snprintf(ev.reason, sizeof(ev.reason), "tcp: %s; rudp: %s",
+				 strerror(-pc->tcp_err), strerror(-res));
+		else
+			snprintf(ev.reason, sizeof(ev.reason), "%s", strerror(-res));
 		conn_discard(pc, c->sh);
 		event_emit(svc, &ev);
 		return;

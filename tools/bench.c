@@ -328,8 +328,18 @@ static int start_receiver(struct bench *b, struct crust_endpoint *ep)
 	err = crust_start_listening(b->rx);
 	if (err)
 		return err;
-	int n = crust_own_endpoints(b->rx, ep, 1);
-	return n == 1 ? 0 : n < 0 ? n : -EADDRNOTAVAIL;
+	/* rudp-* scenarios dial the UDP listener (rudp://), the others TCP */
+	enum crust_transport want = strncmp(b->o.sc->name, "rudp", 4) ? CRUST_TRANSPORT_TCP
+								      : CRUST_TRANSPORT_RUDP;
+	struct crust_endpoint eps[8];
+	int n = crust_own_endpoints(b->rx, eps, 8);
+	for (int i = 0; i < n; i++) {
+		if (eps[i].transport == want) {
+			*ep = eps[i];
+			return 0;
+		}
+	}
+	return n < 0 ? n : -EADDRNOTAVAIL;
 }
 
 static int start_sender(struct conn *c, const struct crust_endpoint *ep)
@@ -1505,6 +1515,8 @@ static int run_idle(const struct bench_opts *o)
 static const struct scenario scenarios[] = {
 	{ "tcp-bulk", 128 * 1024, 1, MAX_CONNS, run_throughput },
 	{ "tcp-msgs", 64, 1, MAX_CONNS, run_throughput },
+	{ "rudp-bulk", 128 * 1024, 1, MAX_CONNS, run_throughput },
+	{ "rudp-msgs", 64, 1, MAX_CONNS, run_throughput },
 	{ "handshakes", 0, 64, 4096, run_handshakes },
 	{ "idle", 0, 1000, MAX_DIALERS, run_idle },
 	{ "udp-pps", 1200, 1, 1, bench_udp_pps },
@@ -1522,6 +1534,7 @@ static void bench_usage(FILE *f)
 	      "scenarios:\n"
 	      "  tcp-bulk    throughput, 131072-byte messages (--size)\n"
 	      "  tcp-msgs    throughput, 64-byte messages (--size)\n"
+	      "  rudp-bulk, rudp-msgs  the same over reliable UDP\n"
 	      "  handshakes  handshakes per second: --conns dials in flight (default 64), each\n"
 	      "              from its own dialer service; each new connection is dropped and\n"
 	      "              its dialer dials again\n"

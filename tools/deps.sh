@@ -5,7 +5,8 @@
 #                         installs what it can and exits 1 naming what it could not
 set -euo pipefail
 base=(build-essential pkg-config liburing-dev libsodium-dev libminiupnpc-dev libcriterion-dev
-      libjansson-dev libssl-dev iproute2 python3 python3-nacl procps psmisc tshark)
+      libjansson-dev libssl-dev iproute2 python3 python3-nacl procps psmisc tshark
+      nftables python3-cryptography)
 bench=(iperf3 gnuplot-nox sockperf libenet-dev libuv1-dev linux-perf)
 case "${1:-base}" in
   base) want=("${base[@]}") ;;
