@@ -41,6 +41,7 @@ for tests:
     lab.daemon(ns, *cmd)              # a process in ns, stopped by PID at close()
     lab.probe(ns)                     # a socket agent in ns (tests/lab/natprobe.py)
     lab.stun_server()                 # coturn STUN-only on both coord_ips, port 3478
+    lab.stun_mapped(ns, server)       # (ip, port) turnutils_stunclient in ns is told
     lab.node(name)                    # namespace of "pub", "pub2", "r1", "h1", "h1b"...
 
 Topology (N = 1, 2, ... in the order lan() is called):
@@ -63,8 +64,11 @@ Run as a program it is the engine of tests/lab/natlab (up, down, exec, status).
 
 import json
 import os
+import re
+import select
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -313,15 +317,46 @@ class NatLab:
         for ip in ips:
             cmd += ["-L", ip]
         p = self.daemon(ns, *cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
+        for _ in range(20):
             if p.poll() is not None:
                 raise RuntimeError("turnserver exited with status %d" % p.returncode)
-            r = subprocess.run(["ip", "netns", "exec", ns, "turnutils_stunclient", "-p",
-                                str(port), ips[0]], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, timeout=30)
-            if "reflexive addr" in r.stdout:
+            if self.stun_mapped(ns, ips[0], port, bound=2.0):
                 return p
         raise RuntimeError("turnserver does not answer STUN on %s:%d" % (ips[0], port))
+
+    @staticmethod
+    def stun_mapped(ns, server, port=STUN_PORT, bound=15.0):
+        """(ip, port): the mapped address turnutils_stunclient in ns gets from
+        server's first Binding response, or None within bound seconds. The
+        client then runs RFC 5780 tests (one asks the server to answer to
+        another local port, which a NAT rightly drops, and it would wait
+        forever), so it is stopped by PID once it has printed the address."""
+        p = subprocess.Popen(["ip", "netns", "exec", ns, "turnutils_stunclient", "-p", str(port),
+                              server], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        found = None
+        out = b""
+        try:
+            # raw reads: a buffered readline() could hold the line we wait for
+            # while select() sees an empty pipe
+            fd = p.stdout.fileno()
+            deadline = time.monotonic() + bound
+            while found is None and time.monotonic() < deadline:
+                r, _, _ = select.select([fd], [], [], 0.1)
+                if not r:
+                    continue
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    break
+                out += chunk
+                m = re.search(rb"UDP reflexive addr: ([0-9.]+):(\d+)", out)
+                if m:
+                    found = (m.group(1).decode(), int(m.group(2)))
+        finally:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            p.stdout.close()
+        return found
 
     def close(self):
         for p in self.probes:
@@ -554,4 +589,7 @@ if __name__ == "__main__":
         sys.exit(main(sys.argv[1:]))
     except UsageError as e:
         print("natlab: %s\n%s" % (e, USAGE), file=sys.stderr)
+        sys.exit(2)
+    except ValueError as e:     # a bad lab option (natlab.py names it); nothing is left
+        print("natlab: %s" % e, file=sys.stderr)
         sys.exit(2)

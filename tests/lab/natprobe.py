@@ -81,6 +81,7 @@ class Agent:
 
     def wait(self, sid, count, timeout):
         deadline = time.monotonic() + timeout
+        self.pump(0)
         while len(self.inbox[sid]) < count:
             left = deadline - time.monotonic()
             if left <= 0:
