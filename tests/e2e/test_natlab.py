@@ -24,12 +24,17 @@ bounds for a failing run only). Checks:
   - coturn as STUN server on both coordinator addresses: turnutils_stunclient
     behind each router gets the router's address as its mapped address, and
     turnutils_natdiscovery (RFC 5780) classifies each router as named;
-  - the conntrack timeout options reach the router's sysctls and its map.
+  - the conntrack timeout options reach the router's sysctls and its map;
+  - afterwards every namespace is gone and turnserver stopped;
+  - tests/lab/natlab by hand: up, exec, status --rules, down; bad types,
+    modifiers and options exit 2 with a message and leave nothing.
 """
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -233,6 +238,42 @@ def main():
     left = [ns for ns in namespaces if os.path.exists("/run/netns/" + ns)]
     check(not left, "every namespace of the lab is gone (%d made)" % len(namespaces))
     check(turn.poll() is not None, "turnserver (pid %d) was stopped" % turn.pid)
+    by_hand()
+
+
+def by_hand():
+    """tests/lab/natlab: up, status, exec, down; bad input exits 2, leaves nothing."""
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "lab", "natlab")
+    state = tempfile.mkdtemp(prefix="crust-natlab-")
+    env = dict(os.environ, NATLAB_STATE=state, NATLAB_NAME="t%d" % os.getpid())
+
+    def nl(*args):
+        return subprocess.run([script] + list(args), env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=60)
+    try:
+        for bad in (["up", "bogus"], ["up", "full+nope"], ["up", "sym+hairpin"],
+                    ["up", "--udp-timeout", "0", "full"], ["up"], ["frobnicate"]):
+            r = nl(*bad)
+            check(r.returncode == 2 and "natlab:" in r.stdout,
+                  "natlab %s exits 2 with a message (%s)" % (" ".join(bad),
+                                                             r.stdout.splitlines()[:1]))
+        check(not [n for n in os.listdir("/run/netns") if env["NATLAB_NAME"] in n],
+              "the refused ups left no namespace")
+        r = nl("up", "port+rst", "sym")
+        check(r.returncode == 0 and "203.0.113.101" in r.stdout, "natlab up port+rst sym")
+        r = nl("exec", "h2", "ip", "-o", "-4", "addr", "show", "dev", "eth0")
+        check(r.returncode == 0 and "198.18.2.10/24" in r.stdout, "natlab exec h2 runs there")
+        r = nl("status", "--rules")
+        check(r.returncode == 0 and "masquerade fully-random" in r.stdout
+              and "reject with tcp reset" in r.stdout, "natlab status --rules shows the tables")
+        r = nl("down")
+        check(r.returncode == 0 and not [n for n in os.listdir("/run/netns")
+                                         if env["NATLAB_NAME"] in n],
+              "natlab down removes every namespace (%s)" % r.stdout.strip())
+    finally:
+        nl("down")
+        shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":
