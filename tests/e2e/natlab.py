@@ -25,7 +25,9 @@ for tests:
            (cone types only: a symmetric mapping depends on the destination).
       rst: the router answers an unsolicited inbound TCP SYN with RST (default:
            drops it, as RFC 5382 asks). Unsolicited UDP is always dropped.
-      hosts: LAN hosts (a.hosts, a.host_ips; a.host is a.hosts[0]).
+      hosts: LAN hosts (a.hosts, a.host_ips; a.host is a.hosts[0]). Behind one
+           cone router give them distinct source ports: the router's mapping
+           table is keyed by the LAN port (see ruleset()).
       udp_timeout / udp_stream_timeout: the router's UDP conntrack timeouts in
            seconds (unreplied / replied; kernel defaults 30 / 120); the cone
            routers' mapping tables expire after udp_stream_timeout too.
