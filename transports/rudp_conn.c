@@ -105,6 +105,7 @@ struct rudp_conn *rudp_conn_new(struct rudp_shard *rs, struct rudp_sock *sock, b
 	if (rs->conns)
 		rs->conns->prev = c;
 	rs->conns = c;
+	rudp_sock_hold(sock);
 	rs->sh->live++;
 	return c;
 }
@@ -946,6 +947,8 @@ static void finalize(struct rudp_conn *c)
 		rudp_aead_free(&c->pkt_tx);
 		rudp_aead_free(&c->pkt_rx);
 	}
+	/* last: a retired socket may close and be freed with its last connection */
+	rudp_sock_release(c->sock);
 	rs->sh->live--;
 	free(c);
 }

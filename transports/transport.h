@@ -78,8 +78,9 @@ struct transport_vtable {
 	int (*listen)(struct transport *t, const struct sockaddr *addr, socklen_t len,
 		      uint16_t *port, bool *fallback);
 	/*
-	 * Move the listeners to a new random port on addr's address (any
-	 * thread, after listen); connections stay up. NULL if unsupported.
+	 * Move the listeners to addr (port 0, or a taken port: a new random
+	 * one), port in *port. Any thread, after listen; connections stay up
+	 * and keep working both ways. NULL if unsupported.
 	 */
 	int (*rebind)(struct transport *t, const struct sockaddr *addr, socklen_t len,
 		      uint16_t *port);
