@@ -536,6 +536,8 @@ static void rudp_stats(struct transport *t, struct tp_stats *out)
 		ADD(lost_packets);
 		ADD(retx_bytes);
 		ADD(retries_sent);
+		ADD(dup_packets);
+		ADD(late_packets);
 #undef ADD
 		/* read without the shard's lock: the engine updates it per receive */
 		out->kernel_drops += rt->shards[i].lsock.udp.rx_kernel_drops +

@@ -59,7 +59,7 @@ struct rudp_cid_ent {
 
 struct rudp_counters {
 	_Atomic uint64_t rx_packets, tx_packets, bad_packets, auth_failures, unknown_cid,
-		lost_packets, retx_bytes, retries_sent, forwarded;
+		lost_packets, retx_bytes, retries_sent, forwarded, dup_packets, late_packets;
 };
 
 struct rudp_shard {
