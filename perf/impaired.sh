@@ -23,9 +23,11 @@
 #   goodput: crust = rudp-bulk goodput at the receiver (Mbit/s), baseline = iperf3 CUBIC
 #     on the same wire, limit = 0.9 x bottleneck x (1 - loss), goal ">= 1.0x limit"; the
 #     note has iperf3 BBR's figure and what the wire dropped;
-#   resent: crust = bytes the sender resent (udp_retx_bytes over the whole connection)
-#     per byte the receiver got, in %; baseline = iperf3 CUBIC's retransmitted segments
-#     x MSS per byte received; limit = loss + 1 %, goal "<= limit".
+#   resent: crust = bytes the sender resent (udp_retx_bytes) in its measured window
+#     (after the 0.5 s warm-up, as iperf3 -O 1 leaves out its first second) per byte
+#     the receiver got at its measured rate over that window, in %; the note has the
+#     figure over the whole connection, startup included; baseline = iperf3 CUBIC's
+#     retransmitted segments x MSS per byte received; limit = loss + 1 %, goal "<= limit".
 # A figure that could not be measured is null, and "unavailable" or the note says why
 # (every row, when the lab cannot run at all: not root, no wire built; the exit status
 # is then still 0). stderr: progress, and each run's record as a line "run: {JSON}"
@@ -34,7 +36,7 @@
 # crust's two ends: `crust bench rudp-bulk --listen ADDR:PORT` (the receiver, side b)
 # and `--connect ADDR:PORT` (the sender, side a), each with --seconds S and --json-only;
 # the receiver's JSON gives goodput_mbps and totals.rx_bytes, the sender's
-# totals.sender.udp_retx_bytes.
+# udp.sender.udp_retx_bytes (its window) and totals.sender.udp_retx_bytes.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -149,11 +151,12 @@ crust_rudp_missing() {
 		echo "crust bench rudp-bulk cannot run its two ends in two namespaces (no --listen/--connect)"
 }
 
-# crust rudp-bulk across the scenario's wire. Sets C_MBPS, C_RESENT (% of bytes
-# received), C_WIRE (the wire's counters), C_WHY.
+# crust rudp-bulk across the scenario's wire. Sets C_MBPS, C_RESENT and C_RESENT_ALL
+# (% of bytes received: in the window, over the whole connection), C_WIRE (the wire's
+# counters), C_WHY.
 run_crust() { # scenario loss reorder
 	local name=$1 loss=$2 re=$3
-	C_MBPS=null C_RESENT=null C_WIRE=null
+	C_MBPS=null C_RESENT=null C_RESENT_ALL=null C_WIRE=null
 	C_WHY=$(crust_rudp_missing)
 	[ -n "$C_WHY" ] && return
 	lab_up "impaired-$$" "$loss" "$re" || { C_WHY="wirelab up failed"; return; }
@@ -171,7 +174,7 @@ run_crust() { # scenario loss reorder
 	local rx_rc=$?
 	C_WIRE=$(lab_down)
 	[ -n "$C_WIRE" ] || C_WIRE=null
-	local res tx mbps retx got
+	local res tx mbps retx got wretx wsecs
 	res=$(grep '^{' "$rx" | tail -n1)
 	rm -f "$rx"
 	tx=$(echo "$out" | grep '^{' | tail -n1)
@@ -184,15 +187,19 @@ run_crust() { # scenario loss reorder
 	retx=$(json_get "$tx" totals.sender.udp_retx_bytes)
 	got=$(json_get "$res" totals.rx_bytes)
 	[ "$retx" != null ] && [ "$got" != null ] &&
-		C_RESENT=$(awk -v r="$retx" -v b="$got" 'BEGIN { printf "%.3f", (b > 0 ? 100 * r / b : 0) }')
-	log "$name crust-rudp: $C_MBPS Mbit/s, resent $C_RESENT % of the bytes received"
-	record "$name" crust-rudp ",\"goodput_mbps\":$C_MBPS,\"resent_pct\":$C_RESENT,\"receiver\":${res:-null},\"sender\":${tx:-null},\"wire\":$C_WIRE"
+		C_RESENT_ALL=$(awk -v r="$retx" -v b="$got" 'BEGIN { printf "%.3f", (b > 0 ? 100 * r / b : 0) }')
+	wretx=$(json_get "$tx" udp.sender.udp_retx_bytes)
+	wsecs=$(json_get "$tx" seconds)
+	[ "$wretx" != null ] && [ "$wsecs" != null ] &&
+		C_RESENT=$(awk -v r="$wretx" -v s="$wsecs" -v m="$mbps" 'BEGIN { b = m * 1e6 / 8 * s; printf "%.3f", (b > 0 ? 100 * r / b : 0) }')
+	log "$name crust-rudp: $C_MBPS Mbit/s, resent $C_RESENT % of the bytes received in the window ($C_RESENT_ALL % over the whole connection)"
+	record "$name" crust-rudp ",\"goodput_mbps\":$C_MBPS,\"resent_pct\":$C_RESENT,\"resent_pct_connection\":$C_RESENT_ALL,\"receiver\":${res:-null},\"sender\":${tx:-null},\"wire\":$C_WIRE"
 }
 
 # The scenario's two rows (goodput, resent) from C_* (crust), I_* (iperf3 CUBIC) and
 # BBR_* (iperf3 BBR), passed in the environment.
 rows() { # loss reorder
-	C_MBPS=$C_MBPS C_RESENT=$C_RESENT C_WHY=$C_WHY C_WIRE=$C_WIRE I_MBPS=$I_MBPS \
+	C_MBPS=$C_MBPS C_RESENT=$C_RESENT C_RESENT_ALL=$C_RESENT_ALL C_WHY=$C_WHY C_WIRE=$C_WIRE I_MBPS=$I_MBPS \
 	I_RESENT=$I_RESENT I_WHY=$I_WHY BBR_MBPS=$BBR_MBPS BBR_WHY=$BBR_WHY \
 		python3 - "$1" "$2" "$rate" "$rtt" <<'EOF'
 import json, os, sys
@@ -206,7 +213,7 @@ def num(k):
 
 
 crust, cubic, bbr = num("C_MBPS"), num("I_MBPS"), num("BBR_MBPS")
-resent, cubic_resent = num("C_RESENT"), num("I_RESENT")
+resent, resent_all, cubic_resent = num("C_RESENT"), num("C_RESENT_ALL"), num("I_RESENT")
 try:
     wire = json.loads(env.get("C_WIRE") or "null")
 except ValueError:
@@ -236,8 +243,10 @@ row = {"group": "impaired", "scenario": scen, "metric": "resent / delivered byte
        "baseline_is": "iperf3 CUBIC: retransmitted segments x MSS / bytes received",
        "limit": loss + 1, "limit_is": "loss + 1 %", "goal": "<= limit",
        "met": None if resent is None else resent <= loss + 1,
-       "note": "crust: the sender's udp_retx_bytes over the whole connection / bytes the "
-               "receiver got"}
+       "note": "crust: the sender's udp_retx_bytes in its measured window (after a 0.5 s "
+               "warm-up; iperf3 -O 1 leaves out its first second) / the bytes the receiver got "
+               "at its measured rate over that window; over the whole connection, startup "
+               "included: " + ("%.2f %%" % resent_all if resent_all is not None else "unknown")}
 if resent is None:
     row["unavailable"] = env.get("C_WHY") or "no udp_retx_bytes in the sender's JSON"
 print(json.dumps(row))
@@ -269,7 +278,7 @@ blocked() {
 why=$(blocked)
 if [ -n "$why" ]; then
 	log "$why"
-	C_MBPS=null C_RESENT=null C_WIRE=null C_WHY=$why I_MBPS=null I_RESENT=null I_WHY=$why
+	C_MBPS=null C_RESENT=null C_RESENT_ALL=null C_WIRE=null C_WHY=$why I_MBPS=null I_RESENT=null I_WHY=$why
 	BBR_MBPS=null BBR_WHY=$why
 	for loss in $losses; do rows "$loss" 0; done
 	[ "$reorder" != 0 ] && rows 0 "$reorder"
