@@ -117,17 +117,19 @@ def one_run(tag, opts, wire_counter, node_counter, seed):
     log("A %s\nB %s\nwire %s" % ({k: sa[k] for k in keys}, {k: sb[k] for k in keys}, wire))
     check(wire is not None, "the wire reported its counters")
     if wire_counter:
-        for d in ("a2b", "b2a"):
-            check(wire[d][wire_counter] > 0, "wire %s: %s %d" % (d, wire_counter,
-                                                                 wire[d][wire_counter]))
+        # summed over both directions: at 1 % of ~700 packets one direction alone sees
+        # none about once in a thousand runs
+        on_wire = wire["a2b"][wire_counter] + wire["b2a"][wire_counter]
+        check(on_wire > 0, "the wire did it: %s %d (a2b %d, b2a %d)"
+              % (wire_counter, on_wire, wire["a2b"][wire_counter], wire["b2a"][wire_counter]))
         seen = sa[node_counter] + sb[node_counter]
         check(seen > 0, "the nodes saw it: %s %d (A %d, B %d)" % (node_counter, seen,
                                                                  sa[node_counter],
                                                                  sb[node_counter]))
         if node_counter == "udp_lost_packets":
-            check(sa["udp_retx_bytes"] > 0 and sb["udp_retx_bytes"] > 0,
-                  "both resent lost data (A %d, B %d bytes)" % (sa["udp_retx_bytes"],
-                                                               sb["udp_retx_bytes"]))
+            check(sa["udp_retx_bytes"] + sb["udp_retx_bytes"] > 0,
+                  "lost data was sent again (A %d, B %d bytes)" % (sa["udp_retx_bytes"],
+                                                                  sb["udp_retx_bytes"]))
 
 
 def main():
