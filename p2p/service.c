@@ -722,6 +722,8 @@ CRUST_API void crust_stats(struct crust_service *svc, struct crust_stats *out)
 	out->udp_retx_bytes = ts.retx_bytes;
 	out->udp_retries_sent = ts.retries_sent;
 	out->udp_rcvbuf_drops = ts.kernel_drops;
+	out->udp_dup_packets = ts.dup_packets;
+	out->udp_late_packets = ts.late_packets;
 	pthread_rwlock_rdlock(&svc->peers_lock);
 	out->connections = svc->npeers;
 	pthread_rwlock_unlock(&svc->peers_lock);

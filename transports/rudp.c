@@ -642,6 +642,8 @@ static void rudp_stats(struct transport *t, struct tp_stats *out)
 		ADD(retx_bytes);
 		ADD(retries_sent);
 		ADD(kernel_drops);
+		ADD(dup_packets);
+		ADD(late_packets);
 #undef ADD
 	}
 }

@@ -71,7 +71,8 @@ struct rudp_cid_ent {
 
 struct rudp_counters {
 	_Atomic uint64_t rx_packets, tx_packets, bad_packets, auth_failures, unknown_cid,
-		lost_packets, retx_bytes, retries_sent, forwarded, kernel_drops;
+		lost_packets, retx_bytes, retries_sent, forwarded, kernel_drops, dup_packets,
+		late_packets;
 };
 
 struct rudp_shard {

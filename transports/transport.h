@@ -65,6 +65,7 @@ struct tp_packet_keys {
 struct tp_stats {
 	uint64_t rx_packets, tx_packets, bad_packets, auth_failures, unknown_cid;
 	uint64_t lost_packets, retx_bytes, retries_sent, kernel_drops;
+	uint64_t dup_packets, late_packets;
 };
 
 struct transport_vtable {
