@@ -16,7 +16,9 @@
 #include <arpa/inet.h>
 
 #include "engine/addr.h"
+#include "coordinator.h"
 #include "node.h"
+#include "rendezvous.h"
 
 CRUST_API void crust_config_init(struct crust_config *cfg)
 {
@@ -59,6 +61,8 @@ static void fill_defaults(struct crust_config *c)
 	if (c->provisional_grace_ms == UINT32_MAX)
 		c->provisional_grace_ms = 0; /* never */
 	DEFAULT(log, default_log);
+	DEFAULT(coordinator_refresh_ms, RDV_REFRESH_DEFAULT);
+	DEFAULT(punch_timeout_ms, PUNCH_TIMEOUT_DEFAULT);
 #undef DEFAULT
 	boot_fill_defaults(c);
 }
@@ -89,6 +93,8 @@ static void on_shard_stop(struct shard *sh, void *ctx)
 {
 	struct crust_service *svc = ctx;
 	beacon_stop_shard(svc, sh);
+	coord_stop_shard(svc, sh);
+	rdv_stop_shard(svc, sh);
 	svc->tcp->vt->stop_shard(svc->tcp, sh);
 	conn_close_all(svc, sh);
 	dedupe_stop(svc, sh);
@@ -204,6 +210,8 @@ CRUST_API void crust_service_free(struct crust_service *svc)
 	eng_free(svc->eng);
 	boot_free(svc);
 	beacon_free(svc);
+	coord_free(svc);
+	rdv_free(svc);
 	if (svc->tcp)
 		svc->tcp->vt->destroy(svc->tcp);
 	for (unsigned b = 0; b < PEER_BUCKETS; b++) {
@@ -255,9 +263,13 @@ CRUST_API int crust_start_listening(struct crust_service *svc)
 	}
 	svc->tcp_port = port;
 	int berr = beacon_start(svc);
+	int rerr = rdv_start(svc);
 	pthread_mutex_unlock(&svc->listen_lock);
 	if (berr)
 		svc_log(svc, CRUST_LOG_WARN, "beacon off: %s", strerror(-berr));
+	if (rerr)
+		svc_log(svc, CRUST_LOG_ERROR, "coordinator '%s' not used: %s", svc->cfg.coordinator,
+			rerr == -EINVAL ? "not ADDR:PORT of the listener's family" : strerror(-rerr));
 	event_init(&ev, CRUST_EV_LISTENER_STARTED);
 	ev.transport = CRUST_TRANSPORT_TCP;
 	eng_addr_set_port(&ss, port);
@@ -626,13 +638,16 @@ static bool is_unspecified(const struct sockaddr_storage *ss)
 	return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
 }
 
-CRUST_API int crust_own_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n)
+int svc_local_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n)
 {
 	uint16_t port = svc->tcp_port;
 	if (!port)
 		return 0;
-	if (!is_unspecified(&svc->bind_addr))
-		return add_endpoint(out, n, 0, (struct sockaddr *)&svc->bind_addr, svc->bind_len, port);
+	if (!is_unspecified(&svc->bind_addr)) {
+		int got = add_endpoint(out, n, 0, (struct sockaddr *)&svc->bind_addr, svc->bind_len,
+				       port);
+		return got;
+	}
 	/* bound to every address: list the interfaces' addresses of that family */
 	struct ifaddrs *ifa;
 	if (getifaddrs(&ifa) < 0)
@@ -647,6 +662,12 @@ CRUST_API int crust_own_endpoints(struct crust_service *svc, struct crust_endpoi
 	}
 	freeifaddrs(ifa);
 	return got;
+}
+
+CRUST_API int crust_own_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n)
+{
+	int got = svc_local_endpoints(svc, out, n);
+	return got < 0 ? got : rdv_external_endpoints(svc, out, n, got);
 }
 
 CRUST_API int crust_peers(struct crust_service *svc, struct crust_peer_id *out, size_t n)

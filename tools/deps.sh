@@ -4,7 +4,8 @@
 #   tools/deps.sh bench   benchmark peers and plotting
 set -euo pipefail
 base=(build-essential pkg-config liburing-dev libsodium-dev libminiupnpc-dev libcriterion-dev
-      libjansson-dev libssl-dev iproute2 python3 python3-nacl procps psmisc tshark)
+      libjansson-dev libssl-dev iproute2 python3 python3-nacl procps psmisc tshark
+      coturn nftables)
 bench=(iperf3 gnuplot-nox)
 case "${1:-base}" in
   base) want=("${base[@]}") ;;

@@ -71,6 +71,13 @@ struct transport_vtable {
 	 */
 	int (*connect)(struct transport *t, struct shard *sh, const struct sockaddr *addr,
 		       socklen_t len, void *user, struct tp_conn **out);
+	/*
+	 * The same from a local address (may share our listener's port: hole
+	 * punching). NULL if unsupported.
+	 */
+	int (*connect_from)(struct transport *t, struct shard *sh, const struct sockaddr *local,
+			    socklen_t llen, const struct sockaddr *addr, socklen_t len, void *user,
+			    struct tp_conn **out);
 	/* Queue a message (payload only; the transport frames it). On error the caller keeps m. */
 	int (*send)(struct tp_conn *c, struct crust_msg *m);
 	/* Close; closed() follows with err and reason. */
