@@ -25,6 +25,7 @@
  * shard 0; claims and results may come from any shard.
  */
 #include <errno.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -231,8 +232,13 @@ static void timer_cb(struct eng_timer *t, void *ctx)
 			break;
 		}
 		attempt_all(p);
+		/*
+		 * Jittered retries: with routers that answer an early SYN with RST,
+		 * two sides retrying in lockstep keep refusing each other's SYN.
+		 */
 		uint64_t left = p->deadline_ms - now;
-		eng_timer_arm(&r->sh->timers, &p->timer, left < PUNCH_RETRY_MS ? left : PUNCH_RETRY_MS);
+		uint64_t next = PUNCH_RETRY_MS / 2 + randombytes_uniform(PUNCH_RETRY_MS);
+		eng_timer_arm(&r->sh->timers, &p->timer, left < next ? left : next);
 		break;
 	case PUNCH_RELAY:
 		emit = finish(p, CRUST_VIA_RELAY, NULL, -ETIMEDOUT,
