@@ -139,3 +139,46 @@ void eng_listener_close(struct eng_listener *l)
 	}
 	finish(l);
 }
+
+/* Is the port free for us? A bind without SO_REUSEPORT answers. */
+static int probe_port(int type, const struct sockaddr_storage *ss, socklen_t len)
+{
+	int fd = socket(ss->ss_family, type | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int ret = bind(fd, (const struct sockaddr *)ss, len) < 0 ? -errno : 0;
+	close(fd);
+	return ret;
+}
+
+/* Bind every shard's socket on ss's port (0 = let the first bind choose). */
+static int bind_all(int type, struct sockaddr_storage *ss, socklen_t len, unsigned n, int *fds)
+{
+	for (unsigned i = 0; i < n; i++) {
+		fds[i] = eng_bind_socket(type, (struct sockaddr *)ss, len, true);
+		if (fds[i] < 0) {
+			int err = fds[i];
+			while (i--)
+				close(fds[i]);
+			return err;
+		}
+		if (i == 0 && eng_addr_port(ss) == 0)
+			eng_addr_set_port(ss, eng_bound_port(fds[0]));
+	}
+	return 0;
+}
+
+int eng_bind_port_group(int type, struct sockaddr_storage *ss, socklen_t len, unsigned n,
+			int *fds, bool *fallback)
+{
+	*fallback = false;
+	int err = eng_addr_port(ss) ? probe_port(type, ss, len) : 0;
+	if (err == 0)
+		err = bind_all(type, ss, len, n, fds);
+	if (err == -EADDRINUSE || err == -EACCES) {
+		*fallback = true;
+		eng_addr_set_port(ss, 0);
+		err = bind_all(type, ss, len, n, fds);
+	}
+	return err;
+}

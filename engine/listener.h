@@ -34,6 +34,16 @@ struct eng_listener {
  * fd or -errno.
  */
 int eng_bind_socket(int type, const struct sockaddr *addr, socklen_t len, bool reuseport);
+/*
+ * Bind n SO_REUSEPORT sockets of type on ss's port (one per shard), the
+ * ancestor's "live port, random backup": the port is first probed with a
+ * plain bind, so a port held by any other socket (even another node's
+ * reuseport group) counts as taken; a taken port (or port 0) becomes a
+ * random one, with *fallback set when the live port was taken. On success
+ * fds[0..n) are bound and ss holds the port. Any thread.
+ */
+int eng_bind_port_group(int type, struct sockaddr_storage *ss, socklen_t len, unsigned n,
+			int *fds, bool *fallback);
 /* The port a socket is bound to, or 0. */
 uint16_t eng_bound_port(int fd);
 

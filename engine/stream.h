@@ -53,6 +53,8 @@ struct eng_stream_ops {
  */
 struct eng_sealer {
 	uint32_t hdr_room, tag_room;
+	/* seal() writes only the hdr_room bytes at rec, never the body (which may be elsewhere) */
+	bool header_only;
 	int (*seal)(void *ctx, uint8_t *rec, uint32_t body_len);
 	void *ctx;
 };

@@ -42,6 +42,7 @@ struct crust_peer_id {
 };
 
 enum crust_transport {
+	CRUST_TRANSPORT_ANY = 0,          /* dial: TCP first, then reliable UDP */
 	CRUST_TRANSPORT_TCP = 1,
 	CRUST_TRANSPORT_RUDP = 2,
 };
@@ -68,7 +69,8 @@ struct crust_config {
 	bool pin_shards;             /* pin shard i to core (first_cpu + i) mod ncpu */
 	unsigned first_cpu;
 	uint16_t tcp_port;           /* live port; 0 = random */
-	uint16_t rudp_port;          /* accepted, reliable UDP is not built yet */
+	uint16_t rudp_port;          /* reliable-UDP live port; 0 = the TCP port's number if free,
+	                                else random */
 	const char *bind_addr;       /* listen address, default "0.0.0.0" */
 	uint32_t max_msg_size;       /* default 16 MiB; larger sends fail with -EMSGSIZE */
 	uint32_t max_send_queue;     /* bytes queued per peer before -ENOBUFS, default 64 MiB */
@@ -121,6 +123,9 @@ struct crust_config {
 	uint32_t punch_timeout_ms;   /* hole punching gives up after this, default 4000 */
 	bool no_relay;               /* never fall back to the coordinator's relay */
 	void *loaded;                /* what crust_config_load allocated; crust_config_release */
+	const char *rudp_cc;         /* reliable UDP congestion control: "bbr" (default), "cubic" */
+	uint32_t rudp_retry_pending; /* unfinished UDP handshakes per shard before new ones must
+	                                prove their address (stateless Retry); default 64 */
 	crust_log_fn log;            /* default: warnings and errors to stderr */
 	void *log_ctx;
 	enum crust_log_level log_level;
@@ -338,8 +343,8 @@ CRUST_API int crust_drop(struct crust_service *svc, const struct crust_peer_id *
 CRUST_API int crust_maintain(struct crust_service *svc, const struct crust_peer_id *peer);
 
 /*
- * This node's listening endpoints: up to n written to out. Returns the
- * number written, or -errno.
+ * This node's listening endpoints: up to n written to out, the TCP ones
+ * first, then the reliable-UDP ones. Returns the number written, or -errno.
  */
 CRUST_API int crust_own_endpoints(struct crust_service *svc, struct crust_endpoint *out,
 				  size_t n);
@@ -384,6 +389,14 @@ struct crust_stats {
 	uint64_t beacon_bad_signature;
 	uint64_t beacon_sig_checks;              /* signatures verified (the costly step) */
 	uint64_t beacon_sent, beacon_answers;    /* datagrams sent; of them, answers to queries */
+	/* reliable UDP */
+	uint64_t udp_rx_packets, udp_tx_packets;
+	uint64_t udp_bad_packets;                /* malformed, or for no connection we could use */
+	uint64_t udp_auth_failures;              /* failed packet authentication: dropped */
+	uint64_t udp_unknown_cid;                /* no connection with that id */
+	uint64_t udp_lost_packets, udp_retx_bytes;
+	uint64_t udp_retries_sent;               /* stateless Retry answers (handshake load) */
+	uint64_t udp_rcvbuf_drops;               /* datagrams the kernel dropped: socket buffer full */
 };
 CRUST_API void crust_stats(struct crust_service *svc, struct crust_stats *out);
 
@@ -391,7 +404,7 @@ CRUST_API void crust_stats(struct crust_service *svc, struct crust_stats *out);
 CRUST_API void crust_peer_to_hex(const struct crust_peer_id *id, char out[CRUST_PEER_HEX_LEN + 1]);
 CRUST_API int crust_peer_from_hex(const char *hex, struct crust_peer_id *out);
 CRUST_API bool crust_peer_eq(const struct crust_peer_id *a, const struct crust_peer_id *b);
-/* "ADDR:PORT", "[v6]:PORT", "tcp://..." or "rudp://..." -> endpoint. */
+/* "ADDR:PORT" (transport ANY), "[v6]:PORT", "tcp://..." or "rudp://..." -> endpoint. */
 CRUST_API int crust_endpoint_parse(const char *s, struct crust_endpoint *out);
 /* addr -> "ADDR:PORT" / "[v6]:PORT". */
 CRUST_API void crust_addr_format(const struct sockaddr_storage *addr, char *out, size_t n);

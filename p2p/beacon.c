@@ -141,8 +141,7 @@ static void send_round(struct beacon *b, enum beacon_type type)
 		.type = type,
 		.ts_ms = b->last_ts,
 		.tcp_port = b->svc->tcp_port,
-		/* reliable UDP: announce svc's rudp port here once that transport lands */
-		.rudp_port = 0,
+		.rudp_port = b->svc->rudp_port,
 	};
 	memcpy(m.network_tag, b->svc->network_tag, 8);
 	beacon_encode(&m, &b->svc->identity, pkt->bytes);
@@ -242,20 +241,29 @@ static void emit_discovered(struct beacon *b, const struct beacon_peer *p)
 }
 
 /*
+ * The transport to dial a find with (DESIGN: "TCP first, then reliable
+ * UDP"): a dial of "any" tries TCP, then UDP on the same port, which is
+ * where a node listens on UDP by default; a peer whose UDP port differs
+ * is dialed over TCP only (its rudp endpoint still goes to the hook).
+ */
+static enum crust_transport dial_transport(const struct beacon_candidate *c)
+{
+	return c->rudp.addrlen && eng_addr_port(&c->rudp.addr) == eng_addr_port(&c->tcp.addr)
+		       ? CRUST_TRANSPORT_ANY
+		       : CRUST_TRANSPORT_TCP;
+}
+
+/*
  * The bootstrap takes beacon finds as candidates and dials them itself
  * (auto-connect, within auto_connect_max; cache on success). True if it
  * took this one.
- *
- * The one place the beacon chooses a transport for the bootstrap: TCP.
- * When reliable UDP lands (DESIGN: "TCP first, then reliable UDP"), also
- * hand over c->rudp when its addrlen is set.
  */
 static bool to_bootstrap(struct crust_service *svc, const struct beacon_candidate *c)
 {
 	if (!svc->boot)
 		return false;
 	return boot_add_candidate(svc, (const struct sockaddr *)&c->tcp.addr, c->tcp.addrlen,
-				  c->peer.bytes, CRUST_TRANSPORT_TCP) >= 0;
+				  c->peer.bytes, dial_transport(c)) >= 0;
 }
 
 /*
@@ -283,18 +291,18 @@ static bool connected(struct beacon *b, const struct crust_peer_id *id)
 }
 
 /*
- * The beacon's own dial, when no hook and no bootstrap took the peer.
- * The one place it chooses a transport itself: TCP through
- * crust_connect_peer (the dial proves the announced key, so a forged
- * address gets nowhere). When reliable UDP lands (DESIGN: "TCP first,
- * then reliable UDP"): when p->rudp_port is set and the TCP dial fails
- * (connect_failed for this peer), dial rudp://addr:rudp_port here.
+ * The beacon's own dial, when no hook and no bootstrap took the peer,
+ * through crust_connect_peer (the dial proves the announced key, so a
+ * forged address gets nowhere).
  */
 static void dial(struct beacon *b, struct beacon_peer *p)
 {
-	struct crust_endpoint ep;
-	endpoint_of(&p->addr, eng_addr_port(&p->addr), CRUST_TRANSPORT_TCP, &ep);
-	int err = crust_connect_peer(b->svc, &ep, &p->id);
+	struct beacon_candidate c = { .peer = p->id };
+	endpoint_of(&p->addr, eng_addr_port(&p->addr), CRUST_TRANSPORT_TCP, &c.tcp);
+	if (p->rudp_port)
+		endpoint_of(&p->addr, p->rudp_port, CRUST_TRANSPORT_RUDP, &c.rudp);
+	c.tcp.transport = dial_transport(&c);
+	int err = crust_connect_peer(b->svc, &c.tcp, &p->id);
 	if (err)
 		svc_log(b->svc, CRUST_LOG_DEBUG, "beacon: dial: %s", strerror(-err));
 }

@@ -96,7 +96,7 @@ static void encode_entry(uint8_t *p, const struct cache_entry *e)
 static bool decode_entry(const uint8_t *p, struct cache_entry *e)
 {
 	memset(e, 0, sizeof(*e));
-	if (p[0] != CRUST_TRANSPORT_TCP && p[0] != CRUST_TRANSPORT_RUDP)
+	if (p[0] > CRUST_TRANSPORT_RUDP) /* 0 = any: TCP, then reliable UDP */
 		return false;
 	e->ep.transport = (enum crust_transport)p[0];
 	if (p[1] == 4) {
@@ -449,7 +449,10 @@ static int persist(struct cache *c)
 
 bool cache_same_endpoint(const struct crust_endpoint *a, const struct crust_endpoint *b)
 {
-	if (a->transport != b->transport || a->addr.ss_family != b->addr.ss_family)
+	/* "any" (TCP, then UDP on that port) is the dial that ended on either */
+	bool same_transport = a->transport == b->transport || a->transport == CRUST_TRANSPORT_ANY ||
+			      b->transport == CRUST_TRANSPORT_ANY;
+	if (!same_transport || a->addr.ss_family != b->addr.ss_family)
 		return false;
 	if (a->addr.ss_family == AF_INET) {
 		const struct sockaddr_in *x = (const void *)&a->addr, *y = (const void *)&b->addr;

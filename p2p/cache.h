@@ -70,7 +70,7 @@ int cache_success(struct cache *c, const struct crust_endpoint *ep, const struct
  */
 int cache_failure(struct cache *c, const struct crust_endpoint *ep, uint32_t max_failures);
 
-/* Same transport, address and port. */
+/* Same address and port, and the same transport (or "any" on either side: the dial that ended on either). */
 bool cache_same_endpoint(const struct crust_endpoint *a, const struct crust_endpoint *b);
 
 /* Encode one slot (CACHE_HDR_LEN + cap * CACHE_ENTRY_LEN bytes) holding n entries. */

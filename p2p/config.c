@@ -44,6 +44,8 @@ static const struct key keys[] = {
 	{ "first_cpu", K_UINT, F(first_cpu), 0, 65535 },
 	{ "tcp_port", K_U16, F(tcp_port), 0, 65535 },
 	{ "rudp_port", K_U16, F(rudp_port), 0, 65535 },
+	{ "rudp_cc", K_STR, F(rudp_cc), 0, 0 }, /* the name is checked by crust_service_new */
+	{ "rudp_retry_pending", K_U32, F(rudp_retry_pending), 1, 1u << 20 },
 	{ "bind_addr", K_STR, F(bind_addr), 0, 0 },
 	{ "max_msg_size", K_U32, F(max_msg_size), 1, 1u << 30 },
 	{ "max_send_queue", K_U32, F(max_send_queue), 1, UINT32_MAX },

@@ -166,13 +166,28 @@ static void on_connected(void *ctx, struct tp_conn *c, int res)
 		conn_discard(pc, c->sh);
 		return;
 	}
+	if (res < 0 && pc->rudp_fallback && svc->rudp && !atomic_load(&c->sh->stop)) {
+		/* TCP did not get through (filtered, refused): the same endpoint over reliable UDP */
+		struct tp_conn *tc;
+		pc->rudp_fallback = false;
+		pc->tcp_err = res;
+		if (svc->rudp->vt->connect(svc->rudp, c->sh, (struct sockaddr *)&c->remote,
+					   c->remote_len, pc, &tc) == 0) {
+			pc->tc = tc;
+			return;
+		}
+	}
 	if (res < 0) {
 		struct crust_event ev;
 		event_init(&ev, CRUST_EV_CONNECT_FAILED);
 		ev.transport = c->t->vt->kind;
 		memcpy(&ev.addr, &c->remote, sizeof(ev.addr));
 		ev.error = res;
-		snprintf(ev.reason, sizeof(ev.reason), "%s", strerror(-res));
+		if (pc->tcp_err) /* both ways failed: say why for each */
+			snprintf(ev.reason, sizeof(ev.reason), "tcp: %s; rudp: %s",
+				 strerror(-pc->tcp_err), strerror(-res));
+		else
+			snprintf(ev.reason, sizeof(ev.reason), "%s", strerror(-res));
 		conn_discard(pc, c->sh);
 		event_emit(svc, &ev);
 		return;
@@ -367,6 +382,17 @@ static void on_closed(void *ctx, struct tp_conn *c, int err, const char *reason)
 	conn_discard(pc, c->sh);
 }
 
+/* A datagram the transport does not recognise: STUN or punch probes, for NAT traversal. */
+static void on_datagram(void *ctx, struct shard *sh, const struct sockaddr_storage *from,
+			socklen_t fromlen, const uint8_t *p, uint32_t len)
+{
+	struct crust_service *svc = ctx;
+	if (svc->coord)
+		coord_stun_datagram(svc, sh, from, fromlen, p, len);
+	else
+		rdv_datagram(svc, sh, from, fromlen, p, len);
+}
+
 const struct tp_callbacks conn_callbacks = {
 	.accepted = on_accepted,
 	.connected = on_connected,
@@ -374,6 +400,7 @@ const struct tp_callbacks conn_callbacks = {
 	.msg_done = on_msg_done,
 	.staged_done = on_staged_done,
 	.closed = on_closed,
+	.datagram = on_datagram,
 };
 
 void conn_send_ctrl(struct p2p_conn *pc, enum ctrl_code code)

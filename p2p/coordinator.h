@@ -97,6 +97,10 @@ int coord_stun_bind(struct coordinator *c, const struct crust_endpoint *eps, siz
 void coord_stun_start(struct coordinator *c);
 void coord_stun_close(struct coordinator *c);
 void coord_stun_free(struct coordinator *c);
+/* Shard thread: a STUN datagram that reached the reliable-UDP listener. */
+void coord_stun_datagram(struct crust_service *svc, struct shard *sh,
+			 const struct sockaddr_storage *from, socklen_t fromlen, const uint8_t *p,
+			 uint32_t len);
 
 /* relay.c */
 /* A token for a new pair (for the rendezvous): 0, or -EBUSY when at relay_max_pairs. */

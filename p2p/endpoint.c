@@ -64,8 +64,9 @@ CRUST_API int crust_endpoint_parse(const char *s, struct crust_endpoint *out)
 	if (!s || !out)
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
-	out->transport = CRUST_TRANSPORT_TCP;
+	out->transport = CRUST_TRANSPORT_ANY;
 	if (!strncmp(s, "tcp://", 6)) {
+		out->transport = CRUST_TRANSPORT_TCP;
 		s += 6;
 	} else if (!strncmp(s, "rudp://", 7)) {
 		out->transport = CRUST_TRANSPORT_RUDP;
@@ -146,7 +147,7 @@ CRUST_API const char *crust_event_name(enum crust_event_type type)
 
 CRUST_API const char *crust_transport_name(enum crust_transport t)
 {
-	return t == CRUST_TRANSPORT_RUDP ? "rudp" : "tcp";
+	return t == CRUST_TRANSPORT_RUDP ? "rudp" : t == CRUST_TRANSPORT_TCP ? "tcp" : "any";
 }
 
 CRUST_API const char *crust_via_name(enum crust_via via)

@@ -85,6 +85,8 @@ struct p2p_conn {
 	struct crust_peer_id expected;
 	bool limited;                      /* holds a limiter slot for its source */
 	bool maintained;
+	bool rudp_fallback;                /* dialed ADDR:PORT over TCP: try reliable UDP if it fails */
+	int tcp_err;                       /* why TCP failed before the fallback (0: no fallback) */
 	bool peer_retired;                 /* the peer said this connection is a duplicate */
 	bool refused;                      /* we sent a refusal: ignore input until it closes */
 	bool abuse_reported;
@@ -124,6 +126,7 @@ struct crust_service {
 	struct crust_peer_id id;
 	struct eng *eng;
 	struct transport *tcp;
+	struct transport *rudp;
 	struct p2p_shard *shards;
 	uint8_t network_tag[8];
 	atomic_uint next_shard;             /* round-robin for outgoing connects */
@@ -134,6 +137,7 @@ struct crust_service {
 	/* listeners */
 	pthread_mutex_t listen_lock;
 	_Atomic uint16_t tcp_port;           /* 0 until listening; moves with ports_rebind */
+	uint16_t rudp_port;
 	struct sockaddr_storage bind_addr;
 	socklen_t bind_len;
 	/* LAN beacon (beacon.c): hook fields under listen_lock */

@@ -54,7 +54,7 @@ size_t pex_encode(uint8_t *out, const struct pex_entry *e, size_t n)
 static size_t decode_entry(const uint8_t *p, const uint8_t *end, struct pex_entry *e)
 {
 	memset(e, 0, sizeof(*e));
-	if (end - p < 4 || (p[0] != CRUST_TRANSPORT_TCP && p[0] != CRUST_TRANSPORT_RUDP))
+	if (end - p < 4 || p[0] > CRUST_TRANSPORT_RUDP) /* 0 = any */
 		return 0;
 	size_t alen = p[1] == 4 ? 4 : p[1] == 6 ? 16 : 0;
 	size_t len = 4 + alen + CRUST_PEER_ID_LEN;

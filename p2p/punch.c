@@ -456,6 +456,15 @@ CRUST_API int crust_connect_id(struct crust_service *svc, const struct crust_pee
 	return err;
 }
 
+void punch_probe(struct rendezvous *r, const struct sockaddr_storage *from, const uint8_t *p,
+		 uint32_t len)
+{
+	(void)r;
+	(void)from;
+	(void)p;
+	(void)len;
+}
+
 void punch_stop(struct rendezvous *r)
 {
 	pthread_mutex_lock(&r->lock);

@@ -174,7 +174,7 @@ static void tick_cb(struct eng_timer *t, void *ctx)
 	} else if (r->session) {
 		send_register(r);
 	}
-	if (r->uopen && !eng_timer_armed(&r->stun_timer)) {
+	if (!eng_timer_armed(&r->stun_timer)) {
 		randombytes_buf(r->txid, sizeof(r->txid));
 		r->stun_tries = 0;
 		stun_send(r);
@@ -267,8 +267,15 @@ void rdv_control(struct p2p_conn *pc, const uint8_t *p, uint32_t len)
 	}
 }
 
-/* --- STUN client ---------------------------------------------------------------- */
+/* --- STUN client ----------------------------------------------------------------- */
 
+/*
+ * Requests leave from our reliable-UDP listener's socket (the transport's
+ * send_datagram), so the mapping STUN reports is the one our reliable-UDP
+ * connections and punch probes use. Answers come back through the
+ * transport's datagram hook on whichever shard the kernel picks, and are
+ * handed to shard 0.
+ */
 static void stun_timer_cb(struct eng_timer *t, void *ctx)
 {
 	(void)t;
@@ -277,32 +284,30 @@ static void stun_timer_cb(struct eng_timer *t, void *ctx)
 
 static void stun_send(struct rendezvous *r)
 {
+	struct transport *t = r->svc->rudp;
 	if (r->stun_tries >= RDV_STUN_TRIES) {
 		svc_log(r->svc, CRUST_LOG_INFO, "STUN: no answer from the coordinator");
 		return;
 	}
-	if (!r->stun_busy) {
-		size_t n = stun_encode_request(r->stun_out, sizeof(r->stun_out), r->txid, true);
-		struct iovec iov = { .iov_base = r->stun_out, .iov_len = n };
-		if (eng_udp_send(&r->u, (struct sockaddr *)&r->coord.addr, r->coord.addrlen, &iov, 1,
-				 0, r) == 0)
-			r->stun_busy = true;
+	uint8_t req[32];
+	size_t n = stun_encode_request(req, sizeof(req), r->txid, true);
+	int err = t && t->vt->send_datagram
+			  ? t->vt->send_datagram(t, r->sh, (struct sockaddr *)&r->coord.addr,
+						 r->coord.addrlen, req, n)
+			  : -ENOTSUP;
+	if (err == -ENOTCONN || err == -ENOTSUP) {
+		svc_log(r->svc, CRUST_LOG_INFO, "STUN client off: no reliable-UDP listener");
+		return;
 	}
 	/* RFC 8489 6.2.1: retransmit with doubling intervals */
 	eng_timer_arm(&r->sh->timers, &r->stun_timer, 500u << r->stun_tries);
 	r->stun_tries++;
 }
 
-static void on_datagram(struct eng_udp *u, struct eng_rxbuf *b, const struct sockaddr *from,
-			socklen_t fromlen, uint8_t *p, uint32_t len, uint16_t gso_size)
+static void stun_answer(struct rendezvous *r, const uint8_t *p, uint32_t len)
 {
-	(void)b;
-	(void)from;
-	(void)fromlen;
-	struct rendezvous *r = container_of(u, struct rendezvous, u);
-	size_t dlen = gso_size && gso_size < len ? gso_size : len;
 	struct stun_msg m;
-	if (stun_parse(p, dlen, &m, NULL) < 0 || m.type != STUN_BINDING_SUCCESS ||
+	if (stun_parse(p, len, &m, NULL) < 0 || m.type != STUN_BINDING_SUCCESS ||
 	    !m.has_cookie || memcmp(m.txid, r->txid, sizeof(r->txid)))
 		return; /* not the answer to our request */
 	struct crust_endpoint ep = { .transport = CRUST_TRANSPORT_RUDP };
@@ -319,31 +324,45 @@ static void on_datagram(struct eng_udp *u, struct eng_rxbuf *b, const struct soc
 	}
 }
 
-static void on_sent(struct eng_udp *u, void *ctx, int res)
+struct dgram_mail {
+	struct eng_mail m;
+	struct rendezvous *r;
+	struct sockaddr_storage from;
+	uint32_t len;
+	uint8_t data[];
+};
+
+static void dgram_on_shard0(struct shard *sh, struct eng_mail *m)
 {
-	(void)u;
-	(void)res;
-	struct rendezvous *r = ctx;
-	r->stun_busy = false;
+	(void)sh;
+	struct dgram_mail *dm = (struct dgram_mail *)m;
+	if (stun_is_message(dm->data, dm->len))
+		stun_answer(dm->r, dm->data, dm->len);
+	else
+		punch_probe(dm->r, &dm->from, dm->data, dm->len);
+	free(dm);
 }
 
-static const struct eng_udp_ops stun_ops = { .on_datagram = on_datagram, .on_sent = on_sent };
-
-/* The UDP socket: the reliable-UDP port if configured, else the TCP listener's number. */
-static int bind_udp(struct rendezvous *r)
+void rdv_datagram(struct crust_service *svc, struct shard *sh,
+		  const struct sockaddr_storage *from, socklen_t fromlen, const uint8_t *p,
+		  uint32_t len)
 {
-	struct crust_service *svc = r->svc;
-	struct sockaddr_storage ss = svc->bind_addr;
-	uint16_t want = svc->cfg.rudp_port ? svc->cfg.rudp_port : svc->tcp_port;
-	eng_addr_set_port(&ss, want);
-	int fd = eng_bind_socket(SOCK_DGRAM, (struct sockaddr *)&ss, svc->bind_len, false);
-	if (fd < 0) {
-		eng_addr_set_port(&ss, 0); /* taken: any port still tells us our NAT's mapping */
-		fd = eng_bind_socket(SOCK_DGRAM, (struct sockaddr *)&ss, svc->bind_len, false);
-	}
-	if (fd >= 0)
-		r->udp_port = eng_bound_port(fd);
-	return fd;
+	(void)fromlen;
+	struct rendezvous *r = svc->rdv;
+	if (!r || len > RDV_DGRAM_MAX)
+		return;
+	struct dgram_mail *dm = malloc(sizeof(*dm) + len);
+	if (!dm)
+		return;
+	dm->m.fn = dgram_on_shard0;
+	dm->r = r;
+	dm->from = *from;
+	dm->len = len;
+	memcpy(dm->data, p, len);
+	if (sh == r->sh)
+		dgram_on_shard0(sh, &dm->m);
+	else
+		eng_post(r->sh, &dm->m);
 }
 
 /* --- lifecycle ------------------------------------------------------------------ */
@@ -352,8 +371,6 @@ static void start_on_shard(struct shard *sh, struct eng_mail *m)
 {
 	(void)sh;
 	struct rendezvous *r = container_of(m, struct rendezvous, start_mail);
-	if (r->ufd >= 0 && eng_udp_open(&r->u, r->sh, r->ufd, &stun_ops, r) == 0)
-		r->uopen = true;
 	tick_cb(&r->tick, r);
 }
 
@@ -376,9 +393,6 @@ int rdv_start(struct crust_service *svc)
 	pthread_mutex_init(&r->lock, NULL);
 	eng_timer_init(&r->tick, tick_cb, r);
 	eng_timer_init(&r->stun_timer, stun_timer_cb, r);
-	r->ufd = bind_udp(r);
-	if (r->ufd < 0)
-		svc_log(svc, CRUST_LOG_WARN, "STUN client off: %s", strerror(-r->ufd));
 	svc->rdv = r;
 	r->start_mail.fn = start_on_shard;
 	eng_post(r->sh, &r->start_mail);
@@ -393,8 +407,6 @@ void rdv_stop_shard(struct crust_service *svc, struct shard *sh)
 	eng_timer_cancel(&sh->timers, &r->tick);
 	eng_timer_cancel(&sh->timers, &r->stun_timer);
 	punch_stop(r);
-	if (r->uopen)
-		eng_udp_close(&r->u);
 }
 
 void rdv_free(struct crust_service *svc)
@@ -402,8 +414,6 @@ void rdv_free(struct crust_service *svc)
 	struct rendezvous *r = svc->rdv;
 	if (!r)
 		return;
-	if (!r->uopen && r->ufd >= 0)
-		close(r->ufd);
 	punch_free_all(r);
 	pthread_mutex_destroy(&r->lock);
 	free(r);

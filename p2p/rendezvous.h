@@ -28,6 +28,7 @@
 #define PUNCH_RETRY_MS 200u         /* connect() again this often while punching */
 #define PUNCH_ASK_TIMEOUT_MS 5000u  /* the coordinator must answer a reach within this */
 #define PUNCH_LINGER_MS 10000u      /* a finished punch absorbs late attempts this long */
+#define RDV_DGRAM_MAX 512u          /* STUN answers and punch probes are smaller */
 
 struct p2p_conn;
 struct crust_service;
@@ -44,13 +45,8 @@ struct rendezvous {
 	struct p2p_conn *session;        /* the live session, NULL while down */
 	bool dialing;
 	uint32_t backoff_ms;
-	struct eng_udp u;
-	int ufd;
-	bool uopen, stun_busy;
-	uint8_t stun_out[32];
 	uint8_t txid[12];
 	unsigned stun_tries;
-	uint16_t udp_port;
 	/* under lock: read by other threads */
 	pthread_mutex_t lock;
 	bool registered;
@@ -73,6 +69,13 @@ void rdv_conn_up(struct p2p_conn *pc);
 void rdv_conn_closed(struct p2p_conn *pc);
 /* Shard 0: send a control message on the session; false if it is down. */
 bool rdv_send(struct rendezvous *r, const struct rdv_msg *m);
+/*
+ * A datagram the reliable-UDP transport did not recognise (STUN answer,
+ * punch probe), on any shard; handled on shard 0.
+ */
+void rdv_datagram(struct crust_service *svc, struct shard *sh,
+		  const struct sockaddr_storage *from, socklen_t fromlen, const uint8_t *p,
+		  uint32_t len);
 /* Append our external endpoints (TCP, then UDP) to out (n room, got used); the new count. */
 int rdv_external_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n,
 			   int got);
@@ -86,6 +89,9 @@ void punch_claim(struct crust_service *svc, struct p2p_conn *pc);
 /* Any shard: a punch attempt (pc->punch_req) is up, or failed before it was. */
 void punch_established(struct p2p_conn *pc);
 void punch_attempt_failed(struct p2p_conn *pc);
+/* Shard 0: a datagram that is not STUN: maybe a punch probe. */
+void punch_probe(struct rendezvous *r, const struct sockaddr_storage *from, const uint8_t *p,
+		 uint32_t len);
 /* Shard 0, at stop: cancel the punches' timers; free them. */
 void punch_stop(struct rendezvous *r);
 void punch_free_all(struct rendezvous *r);

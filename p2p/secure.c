@@ -9,6 +9,7 @@
  * becomes views into that buffer, one per message, without a copy.
  */
 #include <errno.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,25 @@ int secure_start(struct p2p_conn *pc)
 	return outlen ? send_raw(pc, out, outlen) : 0;
 }
 
+/*
+ * A transport that seals every packet (reliable UDP) gets keys derived
+ * from the session's (so the two never share a key); records then travel
+ * clear inside those packets (session inner mode): one AEAD per packet,
+ * none per record.
+ */
+static int set_packet_keys(struct p2p_conn *pc)
+{
+	struct handshake *hs = pc->hs;
+	struct tp_packet_keys k = { .aes = hs->aes };
+	crypto_generichash(k.tx, 32, (const uint8_t *)"crust v2 packets", 16, hs->tx_key, 32);
+	crypto_generichash(k.rx, 32, (const uint8_t *)"crust v2 packets", 16, hs->rx_key, 32);
+	int err = pc->tc->t->vt->set_packet_keys(pc->tc, &k);
+	sodium_memzero(&k, sizeof(k));
+	if (!err)
+		session_set_inner(&pc->session);
+	return err;
+}
+
 /* Keys are agreed: seal from now on, then decide who the peer is to us. */
 static void handshake_done(struct p2p_conn *pc)
 {
@@ -89,9 +109,18 @@ static void handshake_done(struct p2p_conn *pc)
 		conn_close(pc, -ENOMEM, "out of memory");
 		return;
 	}
+	bool packets = false;
+	if (pc->tc->t->vt->set_packet_keys && !svc->cfg.tracer) {
+		if (set_packet_keys(pc) < 0) {
+			conn_close(pc, -ENOMEM, "cannot install packet keys");
+			return;
+		}
+		packets = true;
+	}
 	pc->sealer = (struct eng_sealer){
 		.hdr_room = session_hdr_room(&pc->session),
 		.tag_room = session_tag_room(&pc->session),
+		.header_only = packets || svc->cfg.tracer,
 		.seal = seal_cb,
 		.ctx = &pc->session,
 	};

@@ -98,6 +98,9 @@ static void on_shard_stop(struct shard *sh, void *ctx)
 	svc->tcp->vt->stop_shard(svc->tcp, sh);
 	conn_close_all(svc, sh);
 	dedupe_stop(svc, sh);
+	/* after the connections: their closes still go out on the UDP sockets */
+	if (svc->rudp)
+		svc->rudp->vt->stop_shard(svc->rudp, sh);
 }
 
 static int start_engine(struct crust_service *svc)
@@ -128,8 +131,15 @@ static int start_engine(struct crust_service *svc)
 		.max_msg_size = frame_max + 64,
 		.frame_timeout_ms = c->frame_timeout_ms,
 		.connect_timeout_ms = c->connect_timeout_ms,
+		.idle_timeout_ms = c->idle_timeout_ms,
 	};
-	return tcp_transport_new(svc->eng, &conn_callbacks, svc, &lim, &svc->tcp);
+	struct rudp_options ro = { .cc = c->rudp_cc, .retry_pending = c->rudp_retry_pending };
+	err = tcp_transport_new(svc->eng, &conn_callbacks, svc, &lim, &svc->tcp);
+	if (!err)
+		err = rudp_transport_new(svc->eng, &conn_callbacks, svc, &lim, &ro, &svc->rudp);
+	if (err == -EINVAL)
+		svc_log(svc, CRUST_LOG_ERROR, "rudp_cc: unknown congestion control \"%s\"", c->rudp_cc);
+	return err;
 }
 
 static int load_identity(struct crust_service *svc)
@@ -214,6 +224,8 @@ CRUST_API void crust_service_free(struct crust_service *svc)
 	rdv_free(svc);
 	if (svc->tcp)
 		svc->tcp->vt->destroy(svc->tcp);
+	if (svc->rudp)
+		svc->rudp->vt->destroy(svc->rudp);
 	for (unsigned b = 0; b < PEER_BUCKETS; b++) {
 		struct peer_ref *r = svc->peers[b];
 		while (r) {
@@ -239,52 +251,66 @@ CRUST_API void crust_own_id(const struct crust_service *svc, struct crust_peer_i
 	*out = svc->id;
 }
 
-CRUST_API int crust_start_listening(struct crust_service *svc)
+/* Bind one transport's listeners; events tell the user how it went. */
+static int listen_on(struct crust_service *svc, struct transport *t, uint16_t want,
+		     uint16_t *bound)
 {
-	pthread_mutex_lock(&svc->listen_lock);
 	struct sockaddr_storage ss = svc->bind_addr;
-	eng_addr_set_port(&ss, svc->cfg.tcp_port);
+	eng_addr_set_port(&ss, want);
 	uint16_t port = 0;
 	bool fallback = false;
-	int err = svc->tcp->vt->listen(svc->tcp, (struct sockaddr *)&ss, svc->bind_len, &port,
-				       &fallback);
+	int err = t->vt->listen(t, (struct sockaddr *)&ss, svc->bind_len, &port, &fallback);
 	struct crust_event ev;
 	if (err) {
-		pthread_mutex_unlock(&svc->listen_lock);
 		if (err == -EALREADY)
 			return err;
 		event_init(&ev, CRUST_EV_LISTENER_FAILED);
-		ev.transport = CRUST_TRANSPORT_TCP;
+		ev.transport = t->vt->kind;
 		ev.addr = ss;
 		ev.error = err;
 		snprintf(ev.reason, sizeof(ev.reason), "%s", strerror(-err));
 		event_emit(svc, &ev);
 		return err;
 	}
-	svc->tcp_port = port;
-	int berr = beacon_start(svc);
-	int rerr = rdv_start(svc);
-	pthread_mutex_unlock(&svc->listen_lock);
-	if (berr)
-		svc_log(svc, CRUST_LOG_WARN, "beacon off: %s", strerror(-berr));
-	if (rerr)
-		svc_log(svc, CRUST_LOG_ERROR, "coordinator '%s' not used: %s", svc->cfg.coordinator,
-			rerr == -EINVAL ? "not ADDR:PORT of the listener's family" : strerror(-rerr));
+	*bound = port;
 	event_init(&ev, CRUST_EV_LISTENER_STARTED);
-	ev.transport = CRUST_TRANSPORT_TCP;
+	ev.transport = t->vt->kind;
 	eng_addr_set_port(&ss, port);
 	ev.addr = ss;
 	ev.port = port;
-	ev.fallback = fallback;
-	if (fallback) {
+	ev.fallback = fallback && want;
+	if (ev.fallback) {
 		snprintf(ev.reason, sizeof(ev.reason), "live port %u taken, using random port %u",
-			 svc->cfg.tcp_port, port);
-		svc_log(svc, CRUST_LOG_WARN, "%s", ev.reason);
+			 want, port);
+		svc_log(svc, CRUST_LOG_WARN, "%s %s", t->vt->name, ev.reason);
 	}
-	if (svc->cfg.rudp_port)
-		svc_log(svc, CRUST_LOG_INFO, "reliable UDP is not built yet: rudp_port ignored");
 	event_emit(svc, &ev);
 	return 0;
+}
+
+CRUST_API int crust_start_listening(struct crust_service *svc)
+{
+	pthread_mutex_lock(&svc->listen_lock);
+	uint16_t tcp_port = 0;
+	int err = listen_on(svc, svc->tcp, svc->cfg.tcp_port, &tcp_port);
+	if (!err) {
+		svc->tcp_port = tcp_port;
+		/* UDP where TCP listens: the same port number unless told otherwise */
+		uint16_t want = svc->cfg.rudp_port ? svc->cfg.rudp_port : tcp_port;
+		if (listen_on(svc, svc->rudp, want, &svc->rudp_port) < 0)
+			svc_log(svc, CRUST_LOG_WARN, "reliable UDP listener failed; TCP only");
+		/* the beacon announces both ports: start it once they are known */
+		int berr = beacon_start(svc);
+		if (berr)
+			svc_log(svc, CRUST_LOG_WARN, "beacon off: %s", strerror(-berr));
+		int rerr = rdv_start(svc);
+		if (rerr)
+			svc_log(svc, CRUST_LOG_ERROR, "coordinator '%s' not used: %s",
+				svc->cfg.coordinator, rerr == -EINVAL
+				? "not ADDR:PORT of the listener's family" : strerror(-rerr));
+	}
+	pthread_mutex_unlock(&svc->listen_lock);
+	return err;
 }
 
 struct connect_mail {
@@ -307,13 +333,15 @@ static void connect_on_shard(struct shard *sh, struct eng_mail *m)
 		pc->expect_peer = cm->expect_peer;
 		pc->expected = cm->expected;
 	}
-	if (pc)
-		err = svc->tcp->vt->connect(svc->tcp, sh, (struct sockaddr *)&cm->ep.addr,
-					    cm->ep.addrlen, pc, &tc);
+	struct transport *t = cm->ep.transport == CRUST_TRANSPORT_RUDP ? svc->rudp : svc->tcp;
+	if (pc) {
+		pc->rudp_fallback = cm->ep.transport == CRUST_TRANSPORT_ANY;
+		err = t->vt->connect(t, sh, (struct sockaddr *)&cm->ep.addr, cm->ep.addrlen, pc, &tc);
+	}
 	if (err) {
 		struct crust_event ev;
 		event_init(&ev, CRUST_EV_CONNECT_FAILED);
-		ev.transport = cm->ep.transport;
+		ev.transport = t->vt->kind;
 		ev.addr = cm->ep.addr;
 		ev.error = err;
 		snprintf(ev.reason, sizeof(ev.reason), "%s", strerror(-err));
@@ -333,8 +361,9 @@ static int connect_to(struct crust_service *svc, const struct crust_endpoint *ep
 {
 	if (!svc || !ep || ep->addrlen == 0 || ep->addrlen > sizeof(ep->addr))
 		return -EINVAL;
-	if (ep->transport == CRUST_TRANSPORT_RUDP)
-		return -EPROTONOSUPPORT; /* reliable UDP is the next transport to land */
+	if (ep->transport != CRUST_TRANSPORT_ANY && ep->transport != CRUST_TRANSPORT_TCP &&
+	    ep->transport != CRUST_TRANSPORT_RUDP)
+		return -EINVAL;
 	if (svc_blacklisted_addr(svc, &ep->addr) ||
 	    (peer && blacklist_has_peer(&svc->blacklist, peer)))
 		return -EPERM;
@@ -619,12 +648,12 @@ CRUST_API int crust_blacklist(struct crust_service *svc, const char *peer_or_add
 }
 
 static int add_endpoint(struct crust_endpoint *out, size_t n, int got, const struct sockaddr *sa,
-			socklen_t len, uint16_t port)
+			socklen_t len, uint16_t port, enum crust_transport t)
 {
 	if ((size_t)got >= n)
 		return got;
 	memset(&out[got], 0, sizeof(out[got]));
-	out[got].transport = CRUST_TRANSPORT_TCP;
+	out[got].transport = t;
 	memcpy(&out[got].addr, sa, len);
 	out[got].addrlen = len;
 	eng_addr_set_port(&out[got].addr, port);
@@ -638,30 +667,36 @@ static bool is_unspecified(const struct sockaddr_storage *ss)
 	return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
 }
 
-int svc_local_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n)
+/* The bound address, or every interface address of its family, with port and transport t. */
+static int add_transport(struct crust_service *svc, struct crust_endpoint *out, size_t n, int got,
+			 uint16_t port, enum crust_transport t)
 {
-	uint16_t port = svc->tcp_port;
 	if (!port)
-		return 0;
-	if (!is_unspecified(&svc->bind_addr)) {
-		int got = add_endpoint(out, n, 0, (struct sockaddr *)&svc->bind_addr, svc->bind_len,
-				       port);
 		return got;
-	}
-	/* bound to every address: list the interfaces' addresses of that family */
+	if (!is_unspecified(&svc->bind_addr))
+		return add_endpoint(out, n, got, (struct sockaddr *)&svc->bind_addr, svc->bind_len,
+				    port, t);
 	struct ifaddrs *ifa;
 	if (getifaddrs(&ifa) < 0)
 		return -errno;
-	int got = 0;
 	for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
 		if (!i->ifa_addr || i->ifa_addr->sa_family != svc->bind_addr.ss_family)
 			continue;
 		socklen_t len = i->ifa_addr->sa_family == AF_INET ? sizeof(struct sockaddr_in)
 								   : sizeof(struct sockaddr_in6);
-		got = add_endpoint(out, n, got, i->ifa_addr, len, port);
+		got = add_endpoint(out, n, got, i->ifa_addr, len, port, t);
 	}
 	freeifaddrs(ifa);
 	return got;
+}
+
+int svc_local_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n)
+{
+	/* TCP endpoints first (callers asking for one get TCP), then reliable UDP */
+	int got = add_transport(svc, out, n, 0, svc->tcp_port, CRUST_TRANSPORT_TCP);
+	if (got < 0)
+		return got;
+	return add_transport(svc, out, n, got, svc->rudp_port, CRUST_TRANSPORT_RUDP);
 }
 
 CRUST_API int crust_own_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n)
@@ -693,6 +728,18 @@ CRUST_API void crust_stats(struct crust_service *svc, struct crust_stats *out)
 		out->tx_msgs += atomic_load(&ps->tx_msgs);
 	}
 	beacon_stats(svc, out);
+	struct tp_stats ts = { 0 };
+	if (svc->rudp && svc->rudp->vt->stats)
+		svc->rudp->vt->stats(svc->rudp, &ts);
+	out->udp_rx_packets = ts.rx_packets;
+	out->udp_tx_packets = ts.tx_packets;
+	out->udp_bad_packets = ts.bad_packets;
+	out->udp_auth_failures = ts.auth_failures;
+	out->udp_unknown_cid = ts.unknown_cid;
+	out->udp_lost_packets = ts.lost_packets;
+	out->udp_retx_bytes = ts.retx_bytes;
+	out->udp_retries_sent = ts.retries_sent;
+	out->udp_rcvbuf_drops = ts.kernel_drops;
 	pthread_rwlock_rdlock(&svc->peers_lock);
 	out->connections = svc->npeers;
 	pthread_rwlock_unlock(&svc->peers_lock);

@@ -69,6 +69,14 @@ void session_wipe(struct session *s)
 	sodium_memzero(s, sizeof(*s));
 }
 
+void session_set_inner(struct session *s)
+{
+	bool aes = s->aes;
+	session_wipe(s);
+	s->aes = aes;
+	s->inner = true;
+}
+
 uint32_t session_hdr_room(const struct session *s)
 {
 	return s->tracer ? 4 + 4 + 1 + 8 : 4 + 1;
@@ -76,7 +84,7 @@ uint32_t session_hdr_room(const struct session *s)
 
 uint32_t session_tag_room(const struct session *s)
 {
-	return s->tracer ? 0 : SESSION_TAG_LEN;
+	return s->tracer || s->inner ? 0 : SESSION_TAG_LEN;
 }
 
 /* Every SESSION_REKEY_RECORDS records: key' = BLAKE2b_key("crust v2 rekey"), on both ends alike. */
@@ -133,6 +141,10 @@ int session_seal(struct session *s, uint8_t *rec, uint32_t body_len)
 		return -EOVERFLOW;
 	put_be32(rec, (uint32_t)frame);
 	uint8_t *body = rec + hdr;
+	if (s->inner) {
+		rec[4] = REC_INNER;
+		return 0;
+	}
 	if (s->tracer) {
 		memcpy(rec + 4, REC_TRACER_MAGIC, 4);
 		rec[8] = REC_TRACER;
@@ -170,6 +182,13 @@ int session_open(struct session *s, uint8_t *rec, uint32_t len, uint8_t **plain,
 {
 	if (s->tracer)
 		return open_tracer(s, rec, len, plain, plain_len);
+	if (s->inner) {
+		if (len < 1 || rec[0] != REC_INNER)
+			return -EBADMSG;
+		*plain = rec + 1;
+		*plain_len = len - 1;
+		return 0;
+	}
 	if (len < 1 + SESSION_TAG_LEN || rec[0] != REC_SECURE)
 		return -EBADMSG;
 	maybe_rekey(&s->rx, s->aes, false);

@@ -6,6 +6,7 @@
  * Wire (docs/PROTOCOL.md): frame = u32 length | record.
  *   secure: u8 0x10 | AEAD(plaintext) | 16-byte tag
  *   tracer: "CRTR" | u8 0x20 | u64 counter | plaintext
+ *   inner:  u8 0x30 | plaintext (only inside packets the transport seals)
  * plaintext = messages, each u32 header | bytes (header bit 31: a control
  * message, e.g. a keepalive); a record may hold none.
  * Nonces are the per-direction record counter, never sent: a replayed,
@@ -21,6 +22,7 @@
 
 #define REC_SECURE 0x10
 #define REC_TRACER 0x20
+#define REC_INNER 0x30     /* clear record inside a transport that seals every packet */
 #define REC_TRACER_MAGIC "CRTR"
 #define SESSION_TAG_LEN 16u
 /* keys change every this many records per direction, long before 2^64 nonces */
@@ -39,6 +41,7 @@ struct session_dir {
 
 struct session {
 	bool tracer;
+	bool inner;               /* records ride inside AEAD packets (reliable UDP) */
 	bool aes;
 	struct session_dir tx, rx;
 };
@@ -47,6 +50,12 @@ struct session {
 int session_init(struct session *s, bool tracer, bool aes, const uint8_t tx_key[32],
 		 const uint8_t rx_key[32]);
 void session_wipe(struct session *s);
+/*
+ * Records in clear: the transport protects every packet with keys from
+ * this session (reliable UDP), so sealing records again would pay the
+ * AEAD twice. Record = u8 0x30 | plaintext. The record keys are wiped.
+ */
+void session_set_inner(struct session *s);
 
 /* Bytes before / after the plaintext in a sealed frame (frame header included). */
 uint32_t session_hdr_room(const struct session *s);

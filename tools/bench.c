@@ -1,7 +1,12 @@
 /*
- * bench.c - `crust bench`: the TCP path between services in one process on
+ * bench.c - `crust bench`: the options, the scenario table (one line per
+ * scenario: add a scenario by adding its line and its function, declared
+ * in bench.h), and the TCP scenarios between services in one process on
  * loopback: throughput (tcp-bulk, tcp-msgs), handshakes per second
- * (handshakes) and the memory an idle connection holds (idle).
+ * (handshakes) and the memory an idle connection holds (idle). udp-pps is
+ * in bench_udp.c, pingpong in bench_pingpong.c; what they share (clocks,
+ * cpu time, packet counters, the traffic block of every JSON) in
+ * bench.h / bench_common.c.
  *
  * Throughput. The receiver service (--shards shards from cpu 0) listens on
  * 127.0.0.1; each of --conns sender services (one shard, from cpu 1)
@@ -32,6 +37,7 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sodium.h>
@@ -43,51 +49,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "cli.h"
 #include "crust.h"
 #include "json.h"
 
 #define MAX_CONNS 64          /* throughput: sender services */
 #define MAX_DIALERS 20000     /* handshakes, idle: dialer services */
-#define WARMUP_S 0.5
 #define CONNECT_TIMEOUT_S 5.0
 #define DRAIN_TIMEOUT_S 5.0
 #define BACKOFF_NS 20000 /* after a run of yields: the queue is full, let the shard drain it */
 #define YIELDS_BEFORE_SLEEP 8
 
-enum send_api { API_MSG, API_COPY };
-enum { SENDER_ON_SHARD = -2, SENDER_UNPINNED = -1 };
 /* The threads a connection runs on. */
 enum role { ROLE_SEND, ROLE_TX_SHARD, ROLE_RX_SHARD, NROLES };
-
-enum drop_by { DROP_BY_LISTENER, DROP_BY_DIALER };
-
-struct bench_opts;
-typedef int (*scenario_fn)(const struct bench_opts *o);
-
-struct scenario {
-	const char *name;
-	uint32_t default_size;
-	unsigned default_conns, max_conns;
-	scenario_fn run;
-};
-
-struct bench_opts {
-	const struct scenario *sc;
-	uint32_t size;
-	unsigned seconds, conns, shards;
-	bool conns_set;
-	enum send_api api;
-	int sender_cpu; /* SENDER_ON_SHARD, SENDER_UNPINNED or a cpu */
-	uint32_t rx_buf;    /* receiver's rx_buffer_size; 0 = the library default */
-	uint32_t zc_min;    /* senders' zerocopy_min; 0 = off (the library default) */
-	uint32_t send_queue; /* senders' max_send_queue; 0 = the library default */
-	bool fill;          /* the sending thread writes every byte of each message */
-	bool tracer;        /* clear records on both ends instead of AEAD-sealed ones */
-	bool json_only;
-	unsigned dialers;   /* handshakes: dialer services (0 = one per dial in flight) */
-	enum drop_by drop_by; /* handshakes: which end drops each new connection */
-};
 
 struct bench;
 
@@ -113,6 +88,7 @@ struct bench {
 	struct bench_opts o;
 	struct crust_service *rx;
 	struct crust_peer_id rx_id;
+	uint16_t rx_port;            /* the receiver's listening port: its sockets' local port */
 	struct conn conns[MAX_CONNS];
 	atomic_bool stop;
 	_Atomic uint64_t lost_conns, send_failed, unknown_peer;
@@ -125,35 +101,8 @@ struct sample {
 	struct crust_stats rx_st, tx_st;
 	double cpu_user, cpu_sys;
 	double thread_cpu[NROLES];
+	struct tcp_segs segs;
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* The record cipher a secure session picks here: AES-256-GCM when the cpu has AES-NI. */
-static const char *cipher_name(bool tracer)
-{
-	if (tracer)
-		return "none";
-	if (sodium_init() < 0)
-		return "?";
-	return crypto_aead_aes256gcm_is_available() ? "aes-256-gcm" : "chacha20-poly1305-ietf";
-}
-
-static uint64_t ld(_Atomic uint64_t *v)
-{
-	return atomic_load_explicit(v, memory_order_relaxed);
-}
-
-/* Single writer: a plain add published with a relaxed store (no locked instruction). */
-static void bump(_Atomic uint64_t *v, uint64_t by)
-{
-	atomic_store_explicit(v, ld(v) + by, memory_order_relaxed);
-}
 
 /* Both ends are in this process: native byte order will do. */
 static void put_u64(uint8_t *p, uint64_t v)
@@ -301,16 +250,6 @@ static void backoff(unsigned *idle)
 	nanosleep(&ts, NULL);
 }
 
-static void pin_self(int cpu)
-{
-	if (cpu < 0)
-		return;
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-}
-
 /*
  * By default a sending thread shares its sender shard's cpu: the shard
  * then drains the queue whenever the thread backs off, and sends gather
@@ -389,8 +328,18 @@ static int start_receiver(struct bench *b, struct crust_endpoint *ep)
 	err = crust_start_listening(b->rx);
 	if (err)
 		return err;
-	int n = crust_own_endpoints(b->rx, ep, 1);
-	return n == 1 ? 0 : n < 0 ? n : -EADDRNOTAVAIL;
+	/* rudp-* scenarios dial the UDP listener (rudp://), the others TCP */
+	enum crust_transport want = strncmp(b->o.sc->name, "rudp", 4) ? CRUST_TRANSPORT_TCP
+								      : CRUST_TRANSPORT_RUDP;
+	struct crust_endpoint eps[8];
+	int n = crust_own_endpoints(b->rx, eps, 8);
+	for (int i = 0; i < n; i++) {
+		if (eps[i].transport == want) {
+			*ep = eps[i];
+			return 0;
+		}
+	}
+	return n < 0 ? n : -EADDRNOTAVAIL;
 }
 
 static int start_sender(struct conn *c, const struct crust_endpoint *ep)
@@ -438,6 +387,8 @@ static int setup(struct bench *b)
 {
 	struct crust_endpoint ep;
 	int err = start_receiver(b, &ep);
+	if (!err)
+		b->rx_port = ntohs(((const struct sockaddr_in *)&ep.addr)->sin_port);
 	if (err) {
 		fprintf(stderr, "crust bench: receiver: %s\n", crust_strerror(err));
 		return err;
@@ -492,16 +443,9 @@ static void teardown(struct bench *b)
 
 /* ---- sampling and reporting ---- */
 
-/* CPU time of one thread of this process (Linux: the clock id glibc builds for a tid). */
-static double thread_cpu_s(pid_t tid)
+static double tv_s(struct timeval tv)
 {
-	if (tid <= 0)
-		return 0;
-	clockid_t id = (clockid_t)((~(unsigned)tid << 3) | 6); /* CPUCLOCK_PERTHREAD | SCHED */
-	struct timespec ts;
-	if (clock_gettime(id, &ts) < 0)
-		return 0;
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
 /* Sum over distinct tids (several connections may share a receiving shard). */
@@ -521,11 +465,6 @@ static double threads_cpu_s(struct bench *b, enum role r)
 		sum += thread_cpu_s(tid);
 	}
 	return sum;
-}
-
-static double tv_s(struct timeval tv)
-{
-	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
 static void take_sample(struct bench *b, struct sample *s)
@@ -554,6 +493,7 @@ static void take_sample(struct bench *b, struct sample *s)
 	s->cpu_sys = tv_s(ru.ru_stime);
 	for (int r = 0; r < NROLES; r++)
 		s->thread_cpu[r] = threads_cpu_s(b, (enum role)r);
+	tcp_segs_take(b->rx_port, &s->segs);
 }
 
 static void progress(struct bench *b, const struct sample *prev, const struct sample *cur,
@@ -578,27 +518,20 @@ static bool failing(struct bench *b)
 	return false;
 }
 
-/* Sleep until an absolute time on the monotonic clock. */
-static void sleep_until(double t)
-{
-	struct timespec ts = { (time_t)t, (long)((t - (double)(time_t)t) * 1e9) };
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-		;
-}
-
 /* Warm up, then sample every second; start and end samples of the window out. */
 static void measure(struct bench *b, struct sample *start, struct sample *end)
 {
-	sleep_until(now_s() + WARMUP_S);
+	sleep_until(now_s() + BENCH_WARMUP_S);
 	take_sample(b, start);
 	struct sample prev = *start;
-	for (unsigned s = 1; s <= b->o.seconds; s++) {
-		sleep_until(start->t + s);
+	double stop_t = start->t + b->o.seconds;
+	for (double t = next_tick(start->t, stop_t);; t = next_tick(t, stop_t)) {
+		sleep_until(t);
 		take_sample(b, end);
 		progress(b, &prev, end, start->t);
 		prev = *end;
-		if (failing(b))
-			break; /* the report says why; the figures cover what ran */
+		if (failing(b) || t >= stop_t)
+			break; /* on failure the report says why; the figures cover what ran */
 	}
 }
 
@@ -677,25 +610,43 @@ static void report_params(const struct bench *b, double dt)
 }
 
 /* Rates as the application saw them: accepted by crust_send*, delivered to on_event. */
+/*
+ * Rates as the application saw them: accepted by crust_send* (sender),
+ * delivered to on_event (receiver); packets are TCP data segments of each
+ * side's sockets (TCP_INFO); cpu per side: the sending threads and tx
+ * shards, the rx shards.
+ */
 static void report_rates(const struct sample *s0, const struct sample *s1)
 {
 	double dt = s1->t - s0->t;
 	double rx_bytes = (double)(s1->rx_bytes - s0->rx_bytes);
 	double tx_bytes = (double)(s1->tx_bytes - s0->tx_bytes);
-	printf("\"tx_msgs_s\":%.0f,\"rx_msgs_s\":%.0f,\"tx_bytes_s\":%.0f,\"rx_bytes_s\":%.0f,"
-	       "\"tx_gbit_s\":%.3f,\"rx_gbit_s\":%.3f,",
-	       (double)(s1->tx_msgs - s0->tx_msgs) / dt, (double)(s1->rx_msgs - s0->rx_msgs) / dt,
-	       tx_bytes / dt, rx_bytes / dt, tx_bytes * 8 / dt / 1e9, rx_bytes * 8 / dt / 1e9);
+	struct bench_side tx = {
+		.packets = (double)(s1->segs.tx_data_segs_out - s0->segs.tx_data_segs_out),
+		.msgs = (double)(s1->tx_msgs - s0->tx_msgs),
+		.bytes = tx_bytes,
+		.cpu_s = s1->thread_cpu[ROLE_SEND] - s0->thread_cpu[ROLE_SEND] +
+			 s1->thread_cpu[ROLE_TX_SHARD] - s0->thread_cpu[ROLE_TX_SHARD],
+	};
+	struct bench_side rx = {
+		.packets = (double)(s1->segs.rx_data_segs_in - s0->segs.rx_data_segs_in),
+		.msgs = (double)(s1->rx_msgs - s0->rx_msgs),
+		.bytes = rx_bytes,
+		.cpu_s = s1->thread_cpu[ROLE_RX_SHARD] - s0->thread_cpu[ROLE_RX_SHARD],
+	};
+	double cpu = s1->cpu_user - s0->cpu_user + s1->cpu_sys - s0->cpu_sys;
+	bench_print_traffic(dt, &tx, &rx, cpu,
+			    "TCP data segments (TCP_INFO of each side's sockets; loopback MSS ~64 KiB)");
+	printf("\"tx_gbit_s\":%.3f,\"rx_gbit_s\":%.3f,", tx_bytes * 8 / dt / 1e9,
+	       rx_bytes * 8 / dt / 1e9);
 	printf("\"enobufs_retries\":%llu,", (unsigned long long)(s1->enobufs - s0->enobufs));
 }
 
-/* Process CPU (getrusage) per GB (1e9 bytes) received, and where it went by thread. */
+/* Process CPU (getrusage) split by user and system, and where it went by thread. */
 static void report_cpu(const struct sample *s0, const struct sample *s1)
 {
-	double rx_gb = (double)(s1->rx_bytes - s0->rx_bytes) / 1e9;
 	double user = s1->cpu_user - s0->cpu_user, sys = s1->cpu_sys - s0->cpu_sys;
-	printf("\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,\"cpu_s_per_gb\":%.3f,", user, sys,
-	       rx_gb > 0 ? (user + sys) / rx_gb : 0);
+	printf("\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f,", user, sys);
 	printf("\"thread_cpu_s\":{\"send_threads\":%.3f,\"tx_shards\":%.3f,\"rx_shards\":%.3f},",
 	       s1->thread_cpu[ROLE_SEND] - s0->thread_cpu[ROLE_SEND],
 	       s1->thread_cpu[ROLE_TX_SHARD] - s0->thread_cpu[ROLE_TX_SHARD],
@@ -1104,18 +1055,49 @@ static double dialers_cpu_s(struct cbench *cb)
 	return sum;
 }
 
-static double process_cpu_s(void)
+/* ---- handshakes ---- */
+
+/* Traffic of the connection scenarios: dialers send, the listener receives. */
+struct cb_traffic {
+	uint64_t segs_out, segs_in;  /* the namespace's TCP segments */
+	uint64_t d_tx_bytes, d_tx_msgs, l_rx_bytes, l_rx_msgs;
+};
+
+static void cb_traffic_take(struct cbench *cb, struct cb_traffic *t)
 {
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	return tv_s(ru.ru_utime) + tv_s(ru.ru_stime);
+	memset(t, 0, sizeof(*t));
+	netns_tcp_segs(&t->segs_out, &t->segs_in);
+	struct crust_stats st;
+	for (unsigned i = 0; i < cb->nd; i++) {
+		crust_stats(cb->d[i].svc, &st);
+		t->d_tx_bytes += st.tx_bytes;
+		t->d_tx_msgs += st.tx_msgs;
+	}
+	crust_stats(cb->lsn, &st);
+	t->l_rx_bytes = st.rx_bytes;
+	t->l_rx_msgs = st.rx_msgs;
 }
 
-/* ---- handshakes ---- */
+/* The common traffic block over a window: sender = the dialers, receiver = the listener. */
+static void cb_traffic_print(const struct cb_traffic *a, const struct cb_traffic *b, double dt,
+			     double dialers_cpu, double lsn_cpu, double cpu)
+{
+	struct bench_side tx = { (double)(b->segs_out - a->segs_out),
+				 (double)(b->d_tx_msgs - a->d_tx_msgs),
+				 (double)(b->d_tx_bytes - a->d_tx_bytes), dialers_cpu };
+	struct bench_side rx = { (double)(b->segs_in - a->segs_in),
+				 (double)(b->l_rx_msgs - a->l_rx_msgs),
+				 (double)(b->l_rx_bytes - a->l_rx_bytes), lsn_cpu };
+	bench_print_traffic(dt, &tx, &rx, cpu,
+			    "TCP segments out/in of the whole network namespace (/proc/net/snmp): both "
+			    "ends and any other loopback traffic; msgs are user messages (none here), "
+			    "bytes the services' own (handshakes, keepalives)");
+}
 
 struct hs_sample {
 	double t, cpu, lsn_cpu, dialers_cpu;
 	uint64_t dials, ups, l_new, fails;
+	struct cb_traffic traffic;
 	uint64_t lat[LAT_BUCKETS];
 };
 
@@ -1137,15 +1119,17 @@ static void hs_take(struct cbench *cb, struct hs_sample *s)
 	s->cpu = process_cpu_s();
 	s->lsn_cpu = thread_cpu_s(atomic_load(&cb->lsn_tid));
 	s->dialers_cpu = dialers_cpu_s(cb);
+	cb_traffic_take(cb, &s->traffic);
 }
 
 static void hs_measure(struct cbench *cb, struct hs_sample *s0, struct hs_sample *s1)
 {
-	sleep_until(now_s() + WARMUP_S);
+	sleep_until(now_s() + BENCH_WARMUP_S);
 	hs_take(cb, s0);
 	struct hs_sample prev = *s0;
-	for (unsigned s = 1; s <= cb->o.seconds; s++) {
-		sleep_until(s0->t + s);
+	double stop_t = s0->t + cb->o.seconds;
+	for (double t = next_tick(s0->t, stop_t);; t = next_tick(t, stop_t)) {
+		sleep_until(t);
 		hs_take(cb, s1);
 		double dt = s1->t - prev.t;
 		if (!cb->o.json_only)
@@ -1154,6 +1138,8 @@ static void hs_measure(struct cbench *cb, struct hs_sample *s0, struct hs_sample
 				(double)(s1->l_new - prev.l_new) / dt,
 				(unsigned long long)(s1->fails - prev.fails));
 		prev = *s1;
+		if (t >= stop_t)
+			break;
 	}
 }
 
@@ -1179,13 +1165,14 @@ static void hs_report(struct cbench *cb, const struct hs_sample *s0, const struc
 	/* for profiles: every other thread but main is a dialer's shard */
 	printf("\"tids\":{\"listener\":%d,\"main\":%d},", (int)atomic_load(&cb->lsn_tid),
 	       (int)gettid());
+	cb_traffic_print(&s0->traffic, &s1->traffic, dt, dcpu, lcpu, cpu);
 	printf("\"handshakes_s\":%.0f,\"accepted_s\":%.0f,\"dials_s\":%.0f,",
 	       (double)ups / dt, (double)acc / dt, (double)(s1->dials - s0->dials) / dt);
 	printf("\"latency_us\":{\"p50\":%.0f,\"p90\":%.0f,\"p99\":%.0f},", lat_quantile(lat, 0.5),
 	       lat_quantile(lat, 0.9), lat_quantile(lat, 0.99));
-	printf("\"cpu_s\":%.3f,\"cpu_s_per_1000\":%.4f,\"thread_cpu_s\":{\"listener\":%.3f,"
+	printf("\"cpu_s_per_1000\":%.4f,\"thread_cpu_s\":{\"listener\":%.3f,"
 	       "\"dialers\":%.3f},\"listener_cpu_s_per_1000\":%.4f,\"dialers_cpu_s_per_1000\":%.4f,",
-	       cpu, per_k(cpu, ups), lcpu, dcpu, per_k(lcpu, acc), per_k(dcpu, ups));
+	       per_k(cpu, ups), lcpu, dcpu, per_k(lcpu, acc), per_k(dcpu, ups));
 	printf("\"window_failures\":%llu,\"errors\":{\"connect_failed\":%llu,\"handshake_failed\":%llu,"
 	       "\"abuse\":%llu,\"drop_failed\":%llu,\"unresolved\":%u},\"first_failure\":",
 	       (unsigned long long)(s1->fails - s0->fails), (unsigned long long)ld(&cb->connect_failed),
@@ -1387,6 +1374,8 @@ static int idle_drop_all(struct cbench *cb)
 struct idle_result {
 	struct mem_sample fresh, before, connected, after_hold;
 	double services_s, first_connect_s, connect_s, hold_s, hold_cpu, teardown_s;
+	double hold_lsn_cpu, hold_dialers_cpu;
+	struct cb_traffic hold0, hold1;   /* keepalive traffic over the hold */
 	uint64_t l_lost;
 };
 
@@ -1408,6 +1397,8 @@ static void idle_report(struct cbench *cb, const struct idle_result *r)
 	       "\"process\":\"listener and %u dialer services in one process\",",
 	       cb->o.conns, cb->o.tracer ? "tracer" : "sealed", cipher_name(cb->o.tracer),
 	       cb->o.conns);
+	cb_traffic_print(&r->hold0, &r->hold1, r->hold_s, r->hold_dialers_cpu, r->hold_lsn_cpu,
+			 r->hold_cpu);
 	printf("\"services_s\":%.3f,\"first_connect_s\":%.3f,\"connect_s\":%.3f,\"connects_s\":%.0f,"
 	       "\"hold_s\":%.3f,\"teardown_s\":%.3f,\"threads\":%u,\"fds\":{\"services\":%u,"
 	       "\"connected\":%u},",
@@ -1438,12 +1429,13 @@ static void idle_report(struct cbench *cb, const struct idle_result *r)
 static bool idle_hold(struct cbench *cb, double *secs, double *cpu)
 {
 	double t0 = now_s(), c0 = process_cpu_s();
-	for (unsigned s = 1; s <= cb->o.seconds; s++) {
-		sleep_until(t0 + s);
+	double stop_t = t0 + cb->o.seconds;
+	for (double t = next_tick(t0, stop_t);; t = next_tick(t, stop_t)) {
+		sleep_until(t);
 		if (!cb->o.json_only)
 			fprintf(stderr, "crust bench: %5.1f s  %u connections held, %.3f cpu-s so far\n",
 				now_s() - t0, cb->nd - (unsigned)ld(&cb->lost), process_cpu_s() - c0);
-		if (ld(&cb->lost) || ld(&cb->l_lost))
+		if (ld(&cb->lost) || ld(&cb->l_lost) || t >= stop_t)
 			break;
 	}
 	*secs = now_s() - t0;
@@ -1469,7 +1461,12 @@ static bool idle_rounds(struct cbench *cb, struct idle_result *r)
 	}
 	sleep_until(now_s() + IDLE_SETTLE_S);
 	mem_take(&r->connected);
+	cb_traffic_take(cb, &r->hold0);
+	double lc = thread_cpu_s(atomic_load(&cb->lsn_tid)), dc = dialers_cpu_s(cb);
 	bool held = idle_hold(cb, &r->hold_s, &r->hold_cpu);
+	cb_traffic_take(cb, &r->hold1);
+	r->hold_lsn_cpu = thread_cpu_s(atomic_load(&cb->lsn_tid)) - lc;
+	r->hold_dialers_cpu = dialers_cpu_s(cb) - dc;
 	mem_take(&r->after_hold);
 	r->l_lost = ld(&cb->l_lost);
 	return held;
@@ -1510,30 +1507,46 @@ static int run_idle(const struct bench_opts *o)
 
 /* ---- options ---- */
 
+/*
+ * One line per scenario: name, default --size, default and largest --conns,
+ * the function (bench.h). Reliable UDP (rudp-bulk, rudp-msgs: tools/bench_rudp.c)
+ * goes here too; perf/run.sh runs whatever `crust bench --list` names.
+ */
 static const struct scenario scenarios[] = {
 	{ "tcp-bulk", 128 * 1024, 1, MAX_CONNS, run_throughput },
 	{ "tcp-msgs", 64, 1, MAX_CONNS, run_throughput },
+	{ "rudp-bulk", 128 * 1024, 1, MAX_CONNS, run_throughput },
+	{ "rudp-msgs", 64, 1, MAX_CONNS, run_throughput },
 	{ "handshakes", 0, 64, 4096, run_handshakes },
 	{ "idle", 0, 1000, MAX_DIALERS, run_idle },
+	{ "udp-pps", 1200, 1, 1, bench_udp_pps },
+	{ "pingpong", 64, 1, 1, bench_pingpong },
 };
 
 static void bench_usage(FILE *f)
 {
-	fputs("usage: crust bench SCENARIO [--seconds S] [--conns N] [--tracer] [--json-only]\n"
+	fputs("usage: crust bench --list | --help\n"
+	      "       crust bench SCENARIO [--seconds S] [--conns N] [--tracer] [--json-only]\n"
 	      "                           [--size N] [--shards N] [--api msg|copy]\n"
 	      "                           [--sender-cpu N|none] [--rx-buffer-size N]\n"
 	      "                           [--zerocopy-min N] [--send-queue N] [--fill]\n"
-	      "                           [--dialers N] [--drop-by listener|dialer]\n"
+	      "                           [--dialers N] [--drop-by listener|dialer] [--batch N]\n"
 	      "scenarios:\n"
 	      "  tcp-bulk    throughput, 131072-byte messages (--size)\n"
 	      "  tcp-msgs    throughput, 64-byte messages (--size)\n"
+	      "  rudp-bulk, rudp-msgs  the same over reliable UDP\n"
 	      "  handshakes  handshakes per second: --conns dials in flight (default 64), each\n"
 	      "              from its own dialer service; each new connection is dropped and\n"
 	      "              its dialer dials again\n"
 	      "  idle        --conns idle connections (default 1000), each from its own dialer\n"
 	      "              service: memory per connection, then held for --seconds\n"
+	      "  udp-pps     datagrams/s through the engine's UDP sockets (UDP_SEGMENT sends,\n"
+	      "              UDP_GRO receives), 1200-byte datagrams (--size), no crypto\n"
+	      "  pingpong    request/response latency over one connection (p50/p99/p999 us),\n"
+	      "              64-byte messages (--size), sealed or --tracer\n"
 	      "common:\n"
-	      "  --seconds S     measured (idle: held) seconds after a 0.5 s warm-up (default 5)\n"
+	      "  --seconds S     measured (idle: held) seconds after a 0.5 s warm-up (default 5;\n"
+	      "                  fractions allowed, from 0.05)\n"
 	      "  --conns N       tcp-*: connections, one sender service and thread each (default 1)\n"
 	      "  --tracer        clear (tracer-mode) records on both ends: the cost without AEAD\n"
 	      "  --json-only     no progress on stderr\n"
@@ -1552,13 +1565,16 @@ static void bench_usage(FILE *f)
 	      "  --dialers N     spread the dials over N dialer services (default: one each);\n"
 	      "                  fewer services than dials makes duplicate connections, which\n"
 	      "                  crust retires without an event: for showing that, not measuring\n"
-	      "  --drop-by listener|dialer  which end drops each new connection (default listener)\n"
+	      "  --drop-by listener|dialer  which end drops each new connection (default dialer)\n"
+	      "udp-pps:\n"
+	      "  --batch N       datagrams per send (1: no UDP_SEGMENT; default: as many as fit\n"
+	      "                  in 65000 bytes, at most 64)\n"
 	      "stdout: one JSON object; exit 1 if a check failed (integrity, a failed or\n"
 	      "unanswered handshake, a lost idle connection)\n", f);
 }
 
 enum { OPT_SIZE = 1000, OPT_SECONDS, OPT_CONNS, OPT_SHARDS, OPT_API, OPT_SENDER_CPU,
-       OPT_RX_BUF, OPT_ZC_MIN, OPT_SEND_QUEUE, OPT_FILL, OPT_DIALERS, OPT_DROP_BY, OPT_TRACER,
+       OPT_RX_BUF, OPT_ZC_MIN, OPT_SEND_QUEUE, OPT_FILL, OPT_DIALERS, OPT_DROP_BY, OPT_BATCH, OPT_TRACER,
        OPT_JSON_ONLY, OPT_HELP };
 
 static const struct option options[] = {
@@ -1574,6 +1590,7 @@ static const struct option options[] = {
 	{ "fill", no_argument, NULL, OPT_FILL },
 	{ "dialers", required_argument, NULL, OPT_DIALERS },
 	{ "drop-by", required_argument, NULL, OPT_DROP_BY },
+	{ "batch", required_argument, NULL, OPT_BATCH },
 	{ "tracer", no_argument, NULL, OPT_TRACER },
 	{ "json-only", no_argument, NULL, OPT_JSON_ONLY },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -1588,6 +1605,20 @@ static const struct scenario *find_scenario(const char *name)
 	return NULL;
 }
 
+/* Seconds: a decimal number in [0.05, 3600] (fractions for smoke runs). */
+static bool parse_seconds(const char *s, double *out)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= 0.05 && v <= 3600)) {
+		fprintf(stderr, "crust bench: --seconds: a number from 0.05 to 3600, got '%s'\n", s);
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
 static int parse_value(int c, struct bench_opts *o, bool *size_set)
 {
 	uint64_t v;
@@ -1599,10 +1630,7 @@ static int parse_value(int c, struct bench_opts *o, bool *size_set)
 		*size_set = true;
 		return 0;
 	case OPT_SECONDS:
-		if (!cli_uint("--seconds", optarg, 1, 3600, &v))
-			return EXIT_USAGE;
-		o->seconds = (unsigned)v;
-		return 0;
+		return parse_seconds(optarg, &o->seconds) ? 0 : EXIT_USAGE;
 	case OPT_CONNS:
 		if (!cli_uint("--conns", optarg, 1, MAX_DIALERS, &v))
 			return EXIT_USAGE;
@@ -1613,6 +1641,11 @@ static int parse_value(int c, struct bench_opts *o, bool *size_set)
 		if (!cli_uint("--dialers", optarg, 1, MAX_DIALERS, &v))
 			return EXIT_USAGE;
 		o->dialers = (unsigned)v;
+		return 0;
+	case OPT_BATCH:
+		if (!cli_uint("--batch", optarg, 1, 64, &v))
+			return EXIT_USAGE;
+		o->batch = (unsigned)v;
 		return 0;
 	case OPT_SHARDS:
 		if (!cli_uint("--shards", optarg, 1, 256, &v))
@@ -1717,6 +1750,11 @@ int cmd_bench(int argc, char **argv)
 {
 	struct bench_opts o = { .seconds = 5, .conns = 1, .shards = 1, .api = API_MSG,
 				.sender_cpu = SENDER_ON_SHARD, .drop_by = DROP_BY_DIALER };
+	if (argc == 2 && !strcmp(argv[1], "--list")) {
+		for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
+			puts(scenarios[i].name);
+		return 0;
+	}
 	int ret = parse_options(argc, argv, &o);
 	if (ret)
 		return ret;

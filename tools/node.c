@@ -46,7 +46,7 @@ static void node_usage(FILE *f)
 	      "                  [--provisional-ms N (0 = never)] [--max-rx-msgs-per-s N]\n"
 	      "                  [--hs-rate-per-s N] [--hs-burst N] [--hs-max-pending N]\n"
 	      "                  [--config F] [--cache F] [--no-cache] [--beacon-port N] [--no-beacon]\n"
-	      "                  [--no-pex] [--no-bootstrap] [--coordinator ADDR:PORT]\n"
+	      "                  [--no-pex] [--no-bootstrap] [--coordinator ADDR:PORT] [--rudp-cc bbr|cubic]\n"
 	      "                  [--punch-timeout-ms N] [--no-relay]\n"
 	      "defaults: --config $XDG_CONFIG_HOME/crust/config.json (missing: built-in defaults),\n"
 	      "          --cache $XDG_CACHE_HOME/crust/bootstrap.cache (~/.config, ~/.cache without XDG)\n"
@@ -54,17 +54,12 @@ static void node_usage(FILE *f)
 	      "       blacklist PEER|IP|IP:PORT | punch PEER | peers | stats | quit\n", f);
 }
 
-static void later(const char *opt)
-{
-	fprintf(stderr, "crust node: note: %s accepted but not built yet; ignored\n", opt);
-}
-
 enum {
 	OPT_TCP = 1000, OPT_RUDP, OPT_SHARDS, OPT_BIND, OPT_CONNECT, OPT_NETWORK, OPT_MAXMSG,
 	OPT_HS_TIMEOUT, OPT_FRAME_TIMEOUT, OPT_CONFIG, OPT_CACHE, OPT_IDENTITY, OPT_BEACON_PORT,
 	OPT_NO_BEACON, OPT_COORD, OPT_TRACER, OPT_VERBOSE, OPT_HELP, OPT_KEEPALIVE, OPT_IDLE,
 	OPT_PROVISIONAL, OPT_FLOOD, OPT_HS_RATE, OPT_HS_BURST, OPT_HS_PENDING, OPT_NO_CACHE,
-	OPT_NO_PEX, OPT_NO_BOOTSTRAP, OPT_PUNCH_TIMEOUT, OPT_NO_RELAY,
+	OPT_NO_PEX, OPT_NO_BOOTSTRAP, OPT_RUDP_CC, OPT_PUNCH_TIMEOUT, OPT_NO_RELAY,
 };
 
 static const struct option options[] = {
@@ -98,6 +93,7 @@ static const struct option options[] = {
 	{ "hs-rate-per-s", required_argument, NULL, OPT_HS_RATE },
 	{ "hs-burst", required_argument, NULL, OPT_HS_BURST },
 	{ "hs-max-pending", required_argument, NULL, OPT_HS_PENDING },
+	{ "rudp-cc", required_argument, NULL, OPT_RUDP_CC },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -117,7 +113,7 @@ static int parse_options(int argc, char **argv, struct crust_config *cfg, struct
 		case OPT_RUDP:
 			if (!cli_uint("--rudp-port", optarg, 0, 65535, &v))
 				return EXIT_USAGE;
-			later("--rudp-port (reliable UDP)");
+			cfg->rudp_port = (uint16_t)v;
 			break;
 		case OPT_BEACON_PORT:
 			if (!cli_uint("--beacon-port", optarg, 0, 65535, &v))
@@ -126,6 +122,14 @@ static int parse_options(int argc, char **argv, struct crust_config *cfg, struct
 				cfg->beacon_port = (uint16_t)v;
 			else
 				cfg->no_beacon = true; /* 0 = off, as in the config file */
+			break;
+		case OPT_RUDP_CC:
+			if (strcmp(optarg, "bbr") && strcmp(optarg, "cubic")) {
+				fprintf(stderr, "crust node: --rudp-cc: expected bbr or cubic, got \"%s\"\n",
+					optarg);
+				return EXIT_USAGE;
+			}
+			cfg->rudp_cc = optarg;
 			break;
 		case OPT_SHARDS:
 			if (!cli_uint("--shards", optarg, 0, 1024, &v))
@@ -350,10 +354,18 @@ static void do_stats(struct node *n)
 	struct crust_stats s;
 	crust_stats(n->svc, &s);
 	printf("{\"event\":\"stats\",\"connections\":%llu,\"rx_bytes\":%llu,\"tx_bytes\":%llu,"
-	       "\"rx_msgs\":%llu,\"tx_msgs\":%llu,\"rx_enobufs\":%llu",
+	       "\"rx_msgs\":%llu,\"tx_msgs\":%llu,\"rx_enobufs\":%llu,"
+	       "\"udp_rx_packets\":%llu,\"udp_tx_packets\":%llu,\"udp_bad_packets\":%llu,"
+	       "\"udp_auth_failures\":%llu,\"udp_unknown_cid\":%llu,\"udp_lost_packets\":%llu,"
+	       "\"udp_retx_bytes\":%llu,\"udp_retries_sent\":%llu,\"udp_rcvbuf_drops\":%llu",
 	       (unsigned long long)s.connections, (unsigned long long)s.rx_bytes,
 	       (unsigned long long)s.tx_bytes, (unsigned long long)s.rx_msgs,
-	       (unsigned long long)s.tx_msgs, (unsigned long long)s.rx_enobufs);
+	       (unsigned long long)s.tx_msgs, (unsigned long long)s.rx_enobufs,
+	       (unsigned long long)s.udp_rx_packets, (unsigned long long)s.udp_tx_packets,
+	       (unsigned long long)s.udp_bad_packets, (unsigned long long)s.udp_auth_failures,
+	       (unsigned long long)s.udp_unknown_cid, (unsigned long long)s.udp_lost_packets,
+	       (unsigned long long)s.udp_retx_bytes, (unsigned long long)s.udp_retries_sent,
+	       (unsigned long long)s.udp_rcvbuf_drops);
 	printf(",\"beacon_port\":%u", crust_beacon_port(n->svc));
 	const struct { const char *name; uint64_t v; } beacon[] = {
 		{ "rx", s.beacon_rx }, { "accepted", s.beacon_accepted }, { "own", s.beacon_own },

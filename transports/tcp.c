@@ -1,12 +1,7 @@
 /*
  * tcp.c - the TCP transport: per-shard SO_REUSEPORT listeners, framed
  * messages over engine streams.
- *
- * Port choice (the ancestor's "live port and backup random port"): the
- * configured port is first probed with a plain bind, without
- * SO_REUSEPORT, so a port held by any other socket - even another node's
- * reuseport group - counts as taken; then every shard binds the port
- * with SO_REUSEPORT. A taken port falls back to a random one.
+ * Port choice: eng_bind_port_group (live port, random backup).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -259,35 +254,6 @@ static void start_listener(struct shard *sh, struct eng_mail *m)
 	free(lm);
 }
 
-/* Is the port free for us? A bind without SO_REUSEPORT answers. */
-static int probe_port(const struct sockaddr_storage *ss, socklen_t len)
-{
-	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	int ret = bind(fd, (const struct sockaddr *)ss, len) < 0 ? -errno : 0;
-	close(fd);
-	return ret;
-}
-
-/* Bind every shard's listener on ss's port (0 = let shard 0's bind choose). */
-static int bind_all(struct tcp_transport *tt, struct sockaddr_storage *ss, socklen_t len, int *fds)
-{
-	unsigned n = tt->base.eng->nshards;
-	for (unsigned i = 0; i < n; i++) {
-		fds[i] = eng_bind_socket(SOCK_STREAM, (struct sockaddr *)ss, len, true);
-		if (fds[i] < 0) {
-			int err = fds[i];
-			while (i--)
-				close(fds[i]);
-			return err;
-		}
-		if (i == 0 && eng_addr_port(ss) == 0)
-			eng_addr_set_port(ss, eng_bound_port(fds[0]));
-	}
-	return 0;
-}
-
 static void post_listeners(struct tcp_transport *tt, const int *fds);
 
 static int tcp_listen(struct transport *t, const struct sockaddr *addr, socklen_t len,
@@ -300,16 +266,8 @@ static int tcp_listen(struct transport *t, const struct sockaddr *addr, socklen_
 	struct sockaddr_storage ss;
 	memset(&ss, 0, sizeof(ss));
 	memcpy(&ss, addr, len);
-	*fallback = false;
 	int fds[n];
-	int err = eng_addr_port(&ss) ? probe_port(&ss, len) : 0;
-	if (err == 0)
-		err = bind_all(tt, &ss, len, fds);
-	if (err == -EADDRINUSE || err == -EACCES) {
-		*fallback = true;
-		eng_addr_set_port(&ss, 0);
-		err = bind_all(tt, &ss, len, fds);
-	}
+	int err = eng_bind_port_group(SOCK_STREAM, &ss, len, n, fds, fallback);
 	if (err)
 		return err;
 	*port = eng_addr_port(&ss);
@@ -350,7 +308,8 @@ static int tcp_rebind(struct transport *t, const struct sockaddr *addr, socklen_
 	memcpy(&ss, addr, len);
 	eng_addr_set_port(&ss, 0);
 	int fds[t->eng->nshards];
-	int err = bind_all(tt, &ss, len, fds);
+	bool fallback; /* port 0: always a new random port */
+	int err = eng_bind_port_group(SOCK_STREAM, &ss, len, t->eng->nshards, fds, &fallback);
 	if (err)
 		return err;
 	*port = eng_addr_port(&ss);

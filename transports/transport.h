@@ -41,12 +41,37 @@ struct tp_callbacks {
 			    int status);
 	/* the connection is gone (err 0 = closed locally or orderly); c is freed after return */
 	void (*closed)(void *ctx, struct tp_conn *c, int err, const char *reason);
+	/*
+	 * Optional: a datagram on a listener socket that is not the
+	 * transport's own (first byte's top two bits 00: STUN, hole-punching
+	 * probes), on the receiving shard's thread; p is valid during the call.
+	 */
+	void (*datagram)(void *ctx, struct shard *sh, const struct sockaddr_storage *from,
+			 socklen_t fromlen, const uint8_t *p, uint32_t len);
 };
 
 struct tp_limits {
 	uint32_t max_msg_size;       /* larger frames end the connection */
 	uint32_t frame_timeout_ms;   /* a started frame must finish within this */
 	uint32_t connect_timeout_ms;
+	uint32_t idle_timeout_ms;    /* datagram transports: nothing heard this long ends it */
+};
+
+/*
+ * Packet-protection keys a datagram transport takes from the secure
+ * session (32-byte secrets per direction; the transport derives its keys
+ * and IVs from them and the caller wipes them). Records then travel
+ * unsealed inside packets that are (sealers must be header_only).
+ */
+struct tp_packet_keys {
+	bool aes;                    /* AES-256-GCM, else ChaCha20-Poly1305 */
+	uint8_t tx[32], rx[32];
+};
+
+/* Counters a transport keeps (summed over shards; approximate). */
+struct tp_stats {
+	uint64_t rx_packets, tx_packets, bad_packets, auth_failures, unknown_cid;
+	uint64_t lost_packets, retx_bytes, retries_sent, kernel_drops;
 };
 
 struct transport_vtable {
@@ -89,6 +114,21 @@ struct transport_vtable {
 	void (*shutdown)(struct tp_conn *c, int err, const char *reason);
 	/* Seal everything sent from now on into records (NULL: plain frames). */
 	void (*set_sealer)(struct tp_conn *c, const struct eng_sealer *sealer);
+	/*
+	 * Optional (NULL for stream transports): protect every packet from
+	 * now on with keys from the secure session. 0 or -errno.
+	 */
+	int (*set_packet_keys)(struct tp_conn *c, const struct tp_packet_keys *keys);
+	/*
+	 * Optional (datagram transports): send len bytes (copied) to `to` from
+	 * shard sh's listener socket, so they leave through the same NAT
+	 * mapping as the transport's packets. Shard thread. -ENOTCONN without
+	 * a listener socket, -EAGAIN when no send buffer is free.
+	 */
+	int (*send_datagram)(struct transport *t, struct shard *sh, const struct sockaddr *to,
+			     socklen_t tolen, const void *p, size_t len);
+	/* Optional: add this transport's counters to *out (any thread). */
+	void (*stats)(struct transport *t, struct tp_stats *out);
 	/* Shard thread, at shutdown: close this shard's listeners. */
 	void (*stop_shard)(struct transport *t, struct shard *sh);
 	void (*destroy)(struct transport *t);
@@ -115,5 +155,15 @@ struct tp_conn {
 /* Create the TCP transport. */
 int tcp_transport_new(struct eng *eng, const struct tp_callbacks *cb, void *cb_ctx,
 		      const struct tp_limits *limits, struct transport **out);
+
+struct rudp_options {
+	const char *cc;              /* "bbr" (default) or "cubic" */
+	uint32_t retry_pending;      /* unfinished handshakes per shard before Retry; 0 = 64 */
+};
+
+/* Create the reliable-UDP transport (transports/rudp.c). -EINVAL: unknown cc name. */
+int rudp_transport_new(struct eng *eng, const struct tp_callbacks *cb, void *cb_ctx,
+		       const struct tp_limits *limits, const struct rudp_options *opt,
+		       struct transport **out);
 
 #endif

@@ -200,10 +200,11 @@ class CrustNode:
 
     def __init__(self, name="node", args=(), tcp_port=0, bind="127.0.0.1", shards=1,
                  wait_listening=True, timeout=DEFAULT_TIMEOUT, isolated=True, env=None,
-                 netns=None):
+                 netns=None, prefix=()):
         self.name = name
         self.netns = netns
-        self.argv = ["ip", "netns", "exec", netns] if netns else []
+        # netns: run inside that namespace; prefix: any other command that execs the node
+        self.argv = ["ip", "netns", "exec", netns] if netns else list(prefix)
         self.argv += [crust_binary(), "node"]
         if tcp_port is not None:
             self.argv += ["--tcp-port", str(tcp_port)]
@@ -228,6 +229,8 @@ class CrustNode:
         self.peer = None
         self.port = None
         self.listener = None
+        self.rudp_port = None
+        self.rudp_listener = None
         log("[%s] start: %s" % (name, " ".join(self.argv)))
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -244,6 +247,9 @@ class CrustNode:
             if wait_listening:
                 self.listener = self.wait_for("listener_started", timeout=timeout)
                 self.port = self.listener["port"]
+                # the UDP listener follows the TCP one
+                self.rudp_listener = self.wait_for("listener_started", timeout=timeout)
+                self.rudp_port = self.rudp_listener["port"]
         except BaseException:
             self.kill()
             raise

@@ -20,7 +20,12 @@ run's own namespaces, which the test started.
     lab.link(r, "eth1", "198.18.1.1/24", far, "eth0", "198.18.1.10/24")
     lab.route(far, "default", "198.18.1.1")
     CrustNode("h1", netns=h1, bind="0.0.0.0", beacon=True)
+    lab.daemon(far, "some-server", "--flag")  # a tracked process: stopped by PID at close
     lab.close()
+
+A lab built by hand (tests/lab/natlab up) outlives the process that built it:
+detach() hands over its namespace and daemon lists, and remove(namespaces,
+pids) later stops and deletes them.
 
 Addresses must lie in 198.18.0.0/15 or the documentation ranges
 203.0.113.0/24, 198.51.100.0/24, 192.0.2.0/24 (the lab rules); anything
@@ -34,6 +39,7 @@ import os
 import random
 import signal
 import subprocess
+import time
 
 ALLOWED = [ipaddress.ip_network(n) for n in
            ("198.18.0.0/15", "203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24")]
@@ -58,6 +64,7 @@ class Lab:
     def __init__(self, tag="lab"):
         self.prefix = "crl%d%04x-%s-" % (os.getpid(), random.randrange(1 << 16), tag)
         self.namespaces = []
+        self.daemons = []
         self._ports = 0
         self._closed = False
         atexit.register(self.close)
@@ -86,11 +93,19 @@ class Lab:
         sh("ip", "-n", ns, "link", "set", "br0", "up")
         return ns
 
-    def sysctl(self, ns, key, value):
-        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "%s=%s" % (key, value))
+    def sysctl(self, ns, key, value, check=True):
+        sh("ip", "netns", "exec", ns, "sysctl", "-qw", "%s=%s" % (key, value), check=check)
 
     def run(self, ns, *cmd, check=True):
         return sh("ip", "netns", "exec", ns, *cmd, check=check)
+
+    def daemon(self, ns, *cmd, **popen_kw):
+        """Start cmd in ns (subprocess.Popen; stdin from /dev/null unless given).
+        It is stopped by its PID at close() (TERM, then KILL), also on failure."""
+        popen_kw.setdefault("stdin", subprocess.DEVNULL)
+        p = subprocess.Popen(["ip", "netns", "exec", ns] + list(cmd), **popen_kw)
+        self.daemons.append(p)
+        return p
 
     # --- links ----------------------------------------------------------------------
 
@@ -103,14 +118,26 @@ class Lab:
                 sh("ip", "-n", ns, "addr", "add", _check_addr(addr), "dev", ifname)
             sh("ip", "-n", ns, "link", "set", ifname, "up")
 
-    def plug(self, host, switch, addr, ifname="eth0"):
-        """host's ifname becomes a port of switch's br0, with addr."""
+    def bridge(self, ns, name, addr=None):
+        """A bridge name in ns (multicast snooping off), with addr if given, up.
+        br_netfilter is off for it (per namespace): a packet a router DNATs back
+        onto the bridge it came from must be routed, not bridged (hairpinning)."""
+        sh("ip", "-n", ns, "link", "add", name, "type", "bridge", "mcast_snooping", "0")
+        self.sysctl(ns, "net.bridge.bridge-nf-call-iptables", "0", check=False)
+        if addr:
+            sh("ip", "-n", ns, "addr", "add", _check_addr(addr), "dev", name)
+        sh("ip", "-n", ns, "link", "set", name, "up")
+
+    def plug(self, host, switch, addr, ifname="eth0", bridge="br0"):
+        """host's ifname becomes a port of switch's bridge, with addr (a list
+        for several addresses)."""
         self._ports += 1
         port = "p%d" % self._ports
         sh("ip", "link", "add", ifname, "netns", host, "type", "veth", "peer", "name", port,
            "netns", switch)
-        sh("ip", "-n", switch, "link", "set", port, "master", "br0", "up")
-        sh("ip", "-n", host, "addr", "add", _check_addr(addr), "dev", ifname)
+        sh("ip", "-n", switch, "link", "set", port, "master", bridge, "up")
+        for a in ([addr] if isinstance(addr, str) else addr):
+            sh("ip", "-n", host, "addr", "add", _check_addr(a), "dev", ifname)
         sh("ip", "-n", host, "link", "set", ifname, "up")
 
     def route(self, ns, dst, via):
@@ -129,16 +156,54 @@ class Lab:
     # --- teardown -----------------------------------------------------------------
 
     def close(self):
-        """Kill what still runs in the lab's namespaces (by PID), then delete them."""
+        """Stop the daemons (by PID), kill what still runs in the lab's
+        namespaces (by PID), then delete them."""
         if self._closed:
             return
         self._closed = True
-        for ns in reversed(self.namespaces):
-            for pid in sh("ip", "netns", "pids", ns, check=False).split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-        for ns in reversed(self.namespaces):
-            sh("ip", "netns", "del", ns, check=False)
+        for p in self.daemons:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.daemons:
+            try:
+                p.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.daemons = []
+        remove(self.namespaces)
         self.namespaces = []
+
+    def detach(self):
+        """Keep everything running past this process (a lab built by hand):
+        returns (namespaces, daemon pids) for a later remove()."""
+        self._closed = True
+        atexit.unregister(self.close)
+        return list(self.namespaces), [p.pid for p in self.daemons]
+
+
+def _stop_pids(pids, sig=signal.SIGKILL):
+    for pid in pids:
+        try:
+            os.kill(int(pid), sig)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+def remove(namespaces, pids=()):
+    """TERM pids (a detached lab's daemons, still checked to live inside one of
+    namespaces, against reuse), SIGKILL whatever still runs in namespaces
+    (`ip netns pids`: only processes in the lab's own namespaces), delete them."""
+    mine = set()
+    for ns in namespaces:
+        mine.update(sh("ip", "netns", "pids", ns, check=False).split())
+    termed = [p for p in pids if str(p) in mine]
+    _stop_pids(termed, signal.SIGTERM)
+    for _ in range(30):     # up to ~3 s for them to exit cleanly
+        if not any(os.path.exists("/proc/%s" % p) for p in termed):
+            break
+        time.sleep(0.1)
+    for ns in reversed(namespaces):
+        _stop_pids(sh("ip", "netns", "pids", ns, check=False).split())
+    for ns in reversed(namespaces):
+        sh("ip", "netns", "del", ns, check=False)

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/addr.h"
 #include "p2p/beacon.h"
 #include "p2p/beacon_peers.h"
 #include "p2p/beacon_wire.h"
@@ -492,7 +493,9 @@ Test(beacon_service, two_services_on_one_link_find_each_other_and_the_hook_hears
 	cr_assert(ge(int, atomic_load(&seen.calls), 1), "the hook heard of b");
 	cr_assert(crust_peer_eq(&seen.last.peer, &idb));
 	cr_assert(eq(int, seen.last.tcp.transport, CRUST_TRANSPORT_TCP));
-	cr_assert(eq(u32, seen.last.rudp.addrlen, 0), "no reliable-UDP port announced");
+	/* b listens on UDP where it listens on TCP (the default): both are announced */
+	cr_assert(eq(int, seen.last.rudp.transport, CRUST_TRANSPORT_RUDP), "b's UDP port announced");
+	cr_assert(eq(u16, eng_addr_port(&seen.last.rudp.addr), eng_addr_port(&seen.last.tcp.addr)));
 	cr_assert(wait_event(a, CRUST_EV_NEW_CONNECTION, &idb, &ev), "a connected to b");
 	cr_assert(wait_event(b, CRUST_EV_NEW_CONNECTION, &ida, &ev), "b connected to a");
 

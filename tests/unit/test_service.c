@@ -93,11 +93,14 @@ static void base_config(struct crust_config *cfg, unsigned shards)
 	cfg->log = quiet_log;
 }
 
+/* The transport tests dial with (one helper serves both; Criterion forks per test). */
+static enum crust_transport dial_transport = CRUST_TRANSPORT_TCP;
+
 static struct crust_endpoint loopback(uint16_t port)
 {
-	char s[32];
+	char s[48];
 	struct crust_endpoint ep;
-	snprintf(s, sizeof(s), "127.0.0.1:%u", port);
+	snprintf(s, sizeof(s), "%s://127.0.0.1:%u", crust_transport_name(dial_transport), port);
 	cr_assert(zero(int, crust_endpoint_parse(s, &ep)));
 	return ep;
 }
@@ -117,7 +120,7 @@ static bool id_eq(const struct crust_peer_id *a, const struct crust_peer_id *b)
 struct node {
 	struct crust_service *svc;
 	struct crust_peer_id id;
-	uint16_t port;
+	uint16_t port, rudp_port;
 	struct crust_event stash[STASH];
 	int nstash;
 };
@@ -193,6 +196,17 @@ static void node_start(struct node *n, const struct crust_config *cfg)
 	cr_assert(not(zero(u16, ev.port)));
 	cr_assert(not(ev.fallback), "port 0 asked for: no fallback");
 	n->port = ev.port;
+	/* a UDP listener wherever TCP listens, on the same port number when it is free */
+	ev = expect_event(n, CRUST_EV_LISTENER_STARTED);
+	cr_assert(eq(int, ev.transport, CRUST_TRANSPORT_RUDP));
+	cr_assert(not(zero(u16, ev.port)));
+	n->rudp_port = ev.port;
+}
+
+/* The port b dials on a with the transport under test. */
+static uint16_t dial_port(const struct node *a)
+{
+	return dial_transport == CRUST_TRANSPORT_RUDP ? a->rudp_port : a->port;
 }
 
 static void node_stop(struct node *n)
@@ -207,15 +221,15 @@ static void node_stop(struct node *n)
 /* b dials a; both see the other come up. */
 static void connect_nodes(struct node *a, struct node *b)
 {
-	struct crust_endpoint ep = loopback(a->port);
+	struct crust_endpoint ep = loopback(dial_port(a));
 	cr_assert(zero(int, crust_connect(b->svc, &ep)));
 	struct crust_event ea = expect_event(a, CRUST_EV_NEW_CONNECTION);
 	struct crust_event eb = expect_event(b, CRUST_EV_NEW_CONNECTION);
 	cr_assert(id_eq(&ea.peer, &b->id), "a sees b's id");
 	cr_assert(id_eq(&eb.peer, &a->id), "b sees a's id");
-	cr_assert(eq(int, ea.transport, CRUST_TRANSPORT_TCP));
-	cr_assert(eq(int, eb.transport, CRUST_TRANSPORT_TCP));
-	cr_assert(eq(u16, addr_port(&eb.addr), a->port), "b dialled a's port");
+	cr_assert(eq(int, ea.transport, dial_transport));
+	cr_assert(eq(int, eb.transport, dial_transport));
+	cr_assert(eq(u16, addr_port(&eb.addr), dial_port(a)), "b dialled a's port");
 }
 
 /* The next NEW_MESSAGE; its bytes are compared with want, then it is released. */
@@ -277,16 +291,25 @@ Test(service, new_listen_free_leaves_no_descriptor_behind, .timeout = 60)
 
 /* ---- hello world ---- */
 
+struct hello_case {
+	unsigned shards;
+	enum crust_transport transport;
+};
+
 ParameterizedTestParameters(service, hello_world_between_two_services)
 {
-	static unsigned shards[] = { 1, 2 };
-	return cr_make_param_array(unsigned, shards, sizeof(shards) / sizeof(shards[0]));
+	static struct hello_case cases[] = {
+		{ 1, CRUST_TRANSPORT_TCP }, { 2, CRUST_TRANSPORT_TCP },
+		{ 1, CRUST_TRANSPORT_RUDP }, { 2, CRUST_TRANSPORT_RUDP },
+	};
+	return cr_make_param_array(struct hello_case, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
-ParameterizedTest(unsigned *shards, service, hello_world_between_two_services, .timeout = 30)
+ParameterizedTest(struct hello_case *hc, service, hello_world_between_two_services, .timeout = 30)
 {
 	struct crust_config cfg;
-	base_config(&cfg, *shards);
+	base_config(&cfg, hc->shards);
+	dial_transport = hc->transport;
 	static struct node a, b;
 	node_start(&a, &cfg);
 	node_start(&b, &cfg);
@@ -310,8 +333,11 @@ ParameterizedTest(unsigned *shards, service, hello_world_between_two_services, .
 
 	struct crust_endpoint eps[4];
 	int n = crust_own_endpoints(a.svc, eps, 4);
-	cr_assert(eq(int, n, 1), "bound to one address");
+	cr_assert(eq(int, n, 2), "bound to one address: TCP, then reliable UDP");
 	cr_assert(eq(u16, addr_port(&eps[0].addr), a.port));
+	cr_assert(eq(int, eps[0].transport, CRUST_TRANSPORT_TCP));
+	cr_assert(eq(u16, addr_port(&eps[1].addr), a.rudp_port));
+	cr_assert(eq(int, eps[1].transport, CRUST_TRANSPORT_RUDP));
 
 	cr_assert(zero(int, a.nstash), "nothing unexpected at a");
 	cr_assert(zero(int, b.nstash), "nothing unexpected at b");
@@ -484,10 +510,18 @@ static void bulk_report(const char *name, const struct bulk_dir *d)
 		  (unsigned long long)d->first_bad);
 }
 
-Test(service, ten_thousand_messages_both_ways_arrive_intact_and_in_order, .timeout = 600)
+ParameterizedTestParameters(service, ten_thousand_messages_both_ways_arrive_intact_and_in_order)
+{
+	static enum crust_transport t[] = { CRUST_TRANSPORT_TCP, CRUST_TRANSPORT_RUDP };
+	return cr_make_param_array(enum crust_transport, t, 2);
+}
+
+ParameterizedTest(enum crust_transport *transport, service,
+		  ten_thousand_messages_both_ways_arrive_intact_and_in_order, .timeout = 600)
 {
 	struct crust_config cfg;
 	base_config(&cfg, 1);
+	dial_transport = *transport;
 	cfg.max_msg_size = BULK_MAX + 4096;
 	static struct node a, b;
 	node_start(&a, &cfg);
@@ -946,6 +980,31 @@ Test(service, connect_to_a_closed_port_fails_with_a_reason, .timeout = 30)
 	struct crust_endpoint bad = ep;
 	bad.addrlen = 0;
 	cr_assert(eq(int, crust_connect(a.svc, &bad), -EINVAL));
+	node_stop(&a);
+	raw_close(&closed);
+}
+
+Test(service, a_plain_endpoint_tries_tcp_then_rudp_and_says_why_both_failed, .timeout = 30)
+{
+	struct raw_peer closed; /* TCP: refused; UDP on that port: nobody answers */
+	raw_listen(&closed, 0);
+	struct crust_config cfg;
+	base_config(&cfg, 1);
+	cfg.connect_timeout_ms = 500;
+	static struct node a;
+	node_start(&a, &cfg);
+	char s[32];
+	snprintf(s, sizeof(s), "127.0.0.1:%u", closed.port);
+	struct crust_endpoint ep;
+	cr_assert(zero(int, crust_endpoint_parse(s, &ep)));
+	cr_assert(eq(int, ep.transport, CRUST_TRANSPORT_ANY));
+	cr_assert(zero(int, crust_connect(a.svc, &ep)));
+	struct crust_event ev = expect_event(&a, CRUST_EV_CONNECT_FAILED);
+	cr_assert(eq(int, ev.transport, CRUST_TRANSPORT_RUDP), "the last try was reliable UDP");
+	cr_assert(eq(int, ev.error, -ETIMEDOUT));
+	cr_assert(not(eq(ptr, strstr(ev.reason, "tcp: Connection refused"), NULL)), "%s", ev.reason);
+	cr_assert(not(eq(ptr, strstr(ev.reason, "rudp: "), NULL)), "%s", ev.reason);
+	expect_peers(&a, NULL);
 	node_stop(&a);
 	raw_close(&closed);
 }
