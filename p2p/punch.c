@@ -18,8 +18,14 @@
  * connection's new_connection with the same via. Failed attempts are
  * silent (they are expected); the punch result says why it failed.
  *
- * UDP candidates are carried but not used: UDP punching needs the
- * reliable-UDP transport (docs/ARCHITECTURE.md, NAT traversal).
+ * UDP at the same time: from the start time both sides send probes (the
+ * token, our id) from the reliable-UDP listener's port to the peer's UDP
+ * candidates, and answer every probe they get. A probe or answer proves
+ * a path from the address it came from - which, behind a symmetric NAT,
+ * is not the one STUN reported: that source actually seen is where the
+ * initiator dials its reliable-UDP connection (so cone <-> symmetric works
+ * when the cone side filters by nothing or by address only). The
+ * responder's probes keep its own NAT open for the initiator's packets.
  *
  * Locking: the punch list is under r->lock; timers and attempts are on
  * shard 0; claims and results may come from any shard.
@@ -33,6 +39,9 @@
 #include "engine/addr.h"
 #include "node.h"
 #include "rendezvous.h"
+
+#define PUNCH_CAND_UDP 0xfe       /* punch_cand of the reliable-UDP dial */
+#define PUNCH_CAND_CLAIMED 0xff   /* punch_cand of an accepted connection */
 
 enum punch_phase { PUNCH_ASKED, PUNCH_WAITING, PUNCH_PUNCHING, PUNCH_RELAY, PUNCH_DONE };
 
@@ -49,6 +58,8 @@ struct punch {
 	bool live[RDV_MAX_EPS];              /* an attempt to cands[i] is under way */
 	unsigned ncands;
 	uint64_t asked_ms, deadline_ms;
+	struct sockaddr_storage udp_seen;    /* where the peer's probes come from */
+	bool udp_seen_ok, udp_dialed;
 	struct eng_timer timer;              /* shard 0 */
 	struct eng_mail mail;
 };
@@ -120,12 +131,21 @@ static bool finish(struct punch *p, enum crust_via via, const struct sockaddr_st
 
 /* --- attempts ------------------------------------------------------------------- */
 
-/* Direct when either side has no NAT, or over the peer's LAN address; else a punch. */
-static enum crust_via via_for(struct punch *p, unsigned i)
+/* The peer's public IP (the first candidate: its session as the coordinator saw it). */
+static bool is_public(const struct punch *p, const struct sockaddr_storage *a)
 {
-	if (!p->r->natted || !p->peer_natted || i > 0)
+	uint8_t x[16], y[16];
+	return p->ncands && eng_addr_ip_key(&p->cands[0].addr, x) && eng_addr_ip_key(a, y) &&
+	       !memcmp(x, y, 16);
+}
+
+/* Direct when either side has no NAT, or over the peer's LAN address; else a punch. */
+static enum crust_via via_for(struct punch *p, const struct sockaddr_storage *to,
+			      enum crust_transport t)
+{
+	if (!p->r->natted || !p->peer_natted || !is_public(p, to))
 		return CRUST_VIA_DIRECT;
-	return CRUST_VIA_TCP_PUNCH;
+	return t == CRUST_TRANSPORT_RUDP ? CRUST_VIA_UDP_PUNCH : CRUST_VIA_TCP_PUNCH;
 }
 
 static struct p2p_conn *attempt_conn(struct punch *p, enum crust_via via)
@@ -145,7 +165,7 @@ static struct p2p_conn *attempt_conn(struct punch *p, enum crust_via via)
 static void attempt(struct punch *p, unsigned i)
 {
 	struct crust_service *svc = p->r->svc;
-	struct p2p_conn *pc = attempt_conn(p, via_for(p, i));
+	struct p2p_conn *pc = attempt_conn(p, via_for(p, &p->cands[i].addr, CRUST_TRANSPORT_TCP));
 	if (!pc)
 		return;
 	pc->punch_cand = (uint8_t)i;
@@ -164,11 +184,56 @@ static void attempt(struct punch *p, unsigned i)
 	p->live[i] = true;
 }
 
+static void send_probe(struct punch *p, const struct sockaddr_storage *to, uint8_t flags)
+{
+	struct crust_service *svc = p->r->svc;
+	struct transport *t = svc->rudp;
+	if (!t || !t->vt->send_datagram)
+		return;
+	struct punch_probe pp = { .flags = flags, .from = svc->id };
+	memcpy(pp.token, p->token, RDV_TOKEN_LEN);
+	uint8_t out[PUNCH_PROBE_LEN];
+	punch_probe_encode(&pp, out);
+	socklen_t len = to->ss_family == AF_INET ? sizeof(struct sockaddr_in)
+						 : sizeof(struct sockaddr_in6);
+	t->vt->send_datagram(t, p->r->sh, (const struct sockaddr *)to, len, out, sizeof(out));
+}
+
+/* Under lock, shard 0: the initiator's reliable-UDP dial to where the peer's probes come from. */
+static void udp_dial(struct punch *p)
+{
+	struct crust_service *svc = p->r->svc;
+	if (!p->initiate || p->udp_dialed || !p->udp_seen_ok || !svc->rudp)
+		return;
+	struct p2p_conn *pc = attempt_conn(p, via_for(p, &p->udp_seen, CRUST_TRANSPORT_RUDP));
+	if (!pc)
+		return;
+	pc->punch_cand = PUNCH_CAND_UDP;
+	socklen_t len = p->udp_seen.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+							 : sizeof(struct sockaddr_in6);
+	struct tp_conn *tc = NULL;
+	int err = svc->rudp->vt->connect(svc->rudp, p->r->sh, (struct sockaddr *)&p->udp_seen, len,
+					 pc, &tc);
+	if (err) {
+		pc->stopping = true;
+		conn_discard(pc, p->r->sh);
+		return;
+	}
+	pc->tc = tc;
+	p->udp_dialed = true;
+}
+
 static void attempt_all(struct punch *p)
 {
-	for (unsigned i = 0; i < p->ncands; i++)
+	for (unsigned i = 0; i < p->ncands; i++) {
 		if (p->cands[i].transport == CRUST_TRANSPORT_TCP && !p->live[i])
 			attempt(p, i);
+		else if (p->cands[i].transport == CRUST_TRANSPORT_RUDP)
+			send_probe(p, &p->cands[i].addr, 0);
+	}
+	if (p->udp_seen_ok)
+		send_probe(p, &p->udp_seen, 0);
+	udp_dial(p);
 }
 
 /* Under lock, shard 0: both ends dial the coordinator with the token; it splices them. */
@@ -293,6 +358,7 @@ void punch_on_punch(struct rendezvous *r, const struct rdv_msg *m)
 	memcpy(p->cands, m->eps, m->neps * sizeof(m->eps[0]));
 	p->ncands = m->neps;
 	memset(p->live, 0, sizeof(p->live));
+	p->udp_seen_ok = p->udp_dialed = false;
 	p->peer_natted = peer_behind_nat(m);
 	p->phase = PUNCH_WAITING;
 	p->deadline_ms = r->sh->now_ms + m->start_in_ms + r->svc->cfg.punch_timeout_ms;
@@ -326,19 +392,21 @@ static bool same_ip(const struct sockaddr_storage *a, const struct sockaddr_stor
 	return eng_addr_ip_key(a, ia) && eng_addr_ip_key(b, ib) && !memcmp(ia, ib, 16);
 }
 
-/* A running punch with a TCP candidate at from (exact, else the same IP). */
+/* A running punch with a candidate at from for transport t (exact, else the same IP). */
 static struct punch *punch_from(struct rendezvous *r, const struct sockaddr_storage *from,
-				unsigned *idx)
+				enum crust_transport t)
 {
 	struct punch *ip_match = NULL;
 	for (struct punch *p = r->punches; p; p = p->next) {
 		if (p->phase != PUNCH_WAITING && p->phase != PUNCH_PUNCHING)
 			continue;
+		if (t == CRUST_TRANSPORT_RUDP && p->udp_seen_ok && same_ip(&p->udp_seen, from) &&
+		    eng_addr_port(&p->udp_seen) == eng_addr_port(from))
+			return p;
 		for (unsigned i = 0; i < p->ncands; i++) {
 			const struct crust_endpoint *c = &p->cands[i];
-			if (c->transport != CRUST_TRANSPORT_TCP || !same_ip(&c->addr, from))
+			if (c->transport != t || !same_ip(&c->addr, from))
 				continue;
-			*idx = i;
 			if (eng_addr_port(&c->addr) == eng_addr_port(from))
 				return p;
 			ip_match = ip_match ? ip_match : p;
@@ -352,16 +420,17 @@ void punch_claim(struct crust_service *svc, struct p2p_conn *pc)
 	struct rendezvous *r = svc->rdv;
 	if (!r)
 		return;
+	enum crust_transport t = pc->tc->t->vt->kind;
 	pthread_mutex_lock(&r->lock);
-	unsigned i = 0;
-	struct punch *p = punch_from(r, &pc->tc->remote, &i);
+	struct punch *p = punch_from(r, &pc->tc->remote, t);
 	if (p) {
-		/* the peer's SYN reached our listener: this connection is the punch's */
+		/* the peer's SYN or Initial reached our listener: this connection is the punch's */
 		pc->outgoing = p->initiate;
 		pc->expect_peer = true;
 		pc->expected = p->peer;
 		pc->punch_req = p->req;
-		pc->via = via_for(p, i);
+		pc->punch_cand = PUNCH_CAND_CLAIMED;
+		pc->via = via_for(p, &pc->tc->remote, t);
 	}
 	pthread_mutex_unlock(&r->lock);
 }
@@ -379,6 +448,7 @@ void punch_established(struct p2p_conn *pc)
 	if (p)
 		emit = finish(p, pc->via, &pc->tc->remote, 0, NULL, &ev);
 	pthread_mutex_unlock(&r->lock);
+	ev.transport = pc->tc->t->vt->kind;
 	if (emit)
 		event_emit(r->svc, &ev);
 }
@@ -391,7 +461,9 @@ void punch_attempt_failed(struct p2p_conn *pc)
 	pthread_mutex_lock(&r->lock);
 	struct punch *p = by_req(r, pc->punch_req);
 	unsigned i = pc->punch_cand;
-	if (p && pc->tc && pc->tc->outgoing && i < RDV_MAX_EPS)
+	if (p && i == PUNCH_CAND_UDP)
+		p->udp_dialed = false; /* the next probe dials again */
+	else if (p && pc->tc && pc->tc->outgoing && i < RDV_MAX_EPS)
 		p->live[i] = false; /* the next retry dials it again */
 	pthread_mutex_unlock(&r->lock);
 }
@@ -456,13 +528,36 @@ CRUST_API int crust_connect_id(struct crust_service *svc, const struct crust_pee
 	return err;
 }
 
-void punch_probe(struct rendezvous *r, const struct sockaddr_storage *from, const uint8_t *p,
+static struct punch *by_token(struct rendezvous *r, const uint8_t token[RDV_TOKEN_LEN])
+{
+	for (struct punch *p = r->punches; p; p = p->next)
+		if ((p->phase == PUNCH_WAITING || p->phase == PUNCH_PUNCHING) &&
+		    sodium_memcmp(p->token, token, RDV_TOKEN_LEN) == 0)
+			return p;
+	return NULL;
+}
+
+void punch_probe(struct rendezvous *r, const struct sockaddr_storage *from, const uint8_t *b,
 		 uint32_t len)
 {
-	(void)r;
-	(void)from;
-	(void)p;
-	(void)len;
+	struct punch_probe pp;
+	if (!punch_probe_decode(b, len, &pp))
+		return; /* neither STUN nor a probe: nothing of ours */
+	pthread_mutex_lock(&r->lock);
+	struct punch *p = by_token(r, pp.token);
+	/* the token came to both of us inside our coordinator sessions: the probe is the peer's */
+	if (p && crust_peer_eq(&pp.from, &p->peer)) {
+		if (!p->udp_seen_ok || !same_ip(&p->udp_seen, from) ||
+		    eng_addr_port(&p->udp_seen) != eng_addr_port(from)) {
+			p->udp_seen = *from; /* the source actually seen (peer-reflexive) */
+			p->udp_seen_ok = true;
+			p->udp_dialed = false;
+		}
+		if (!(pp.flags & PUNCH_PROBE_ANSWER))
+			send_probe(p, from, PUNCH_PROBE_ANSWER);
+		udp_dial(p);
+	}
+	pthread_mutex_unlock(&r->lock);
 }
 
 void punch_stop(struct rendezvous *r)

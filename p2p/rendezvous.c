@@ -79,8 +79,8 @@ static bool is_loopback(const struct sockaddr_storage *ss)
 }
 
 /*
- * What we register: our listener's TCP endpoints on our addresses, then
- * the STUN-learned UDP endpoint.
+ * What we register: our listeners' endpoints on our addresses (TCP, then
+ * reliable UDP), then the STUN-learned UDP endpoint.
  * Loopback only when the coordinator is on loopback too.
  */
 static unsigned local_candidates(struct rendezvous *r, struct crust_endpoint *out)
@@ -90,7 +90,7 @@ static unsigned local_candidates(struct rendezvous *r, struct crust_endpoint *ou
 	bool lo_ok = is_loopback(&r->coord.addr);
 	unsigned k = 0;
 	for (int i = 0; i < n && k < RDV_MAX_EPS - 2; i++) {
-		if (own[i].transport != CRUST_TRANSPORT_TCP || (is_loopback(&own[i].addr) && !lo_ok))
+		if (is_loopback(&own[i].addr) && !lo_ok)
 			continue;
 		out[k++] = own[i];
 	}

@@ -189,3 +189,23 @@ bool relay_preamble_decode(const uint8_t *p, size_t len, uint8_t token[RDV_TOKEN
 	memcpy(token, p + 6, RDV_TOKEN_LEN);
 	return true;
 }
+
+void punch_probe_encode(const struct punch_probe *pp, uint8_t out[PUNCH_PROBE_LEN])
+{
+	out[0] = 0x3f;
+	memcpy(out + 1, "crpb", 4);
+	out[5] = 1;
+	out[6] = pp->flags;
+	memcpy(out + 7, pp->token, RDV_TOKEN_LEN);
+	memcpy(out + 7 + RDV_TOKEN_LEN, pp->from.bytes, CRUST_PEER_ID_LEN);
+}
+
+bool punch_probe_decode(const uint8_t *p, size_t len, struct punch_probe *pp)
+{
+	if (len != PUNCH_PROBE_LEN || p[0] != 0x3f || memcmp(p + 1, "crpb", 4) || p[5] != 1)
+		return false;
+	pp->flags = p[6];
+	memcpy(pp->token, p + 7, RDV_TOKEN_LEN);
+	memcpy(pp->from.bytes, p + 7 + RDV_TOKEN_LEN, CRUST_PEER_ID_LEN);
+	return true;
+}

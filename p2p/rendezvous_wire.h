@@ -14,6 +14,11 @@
  *
  *   relay preamble (first frame of a TCP connection to the coordinator's
  *   listener, instead of the handshake): "CRLY" | u8 version 1 | u8 0 | token (16)
+ *
+ *   UDP punch probe (a datagram from the reliable-UDP listener's port):
+ *   u8 0x3f | "crpb" | u8 version 1 | u8 flags (bit 0: an answer) | token (16) |
+ *   sender's peer id (32). The first byte's top bits are 0, so reliable UDP
+ *   hands it up; bytes 2-3 are never a STUN length, so it is no STUN message.
  */
 #ifndef CRUST_P2P_RENDEZVOUS_WIRE_H
 #define CRUST_P2P_RENDEZVOUS_WIRE_H
@@ -30,6 +35,8 @@
 #define RDV_MSG_MAX (1u + 4u + 1u + 32u + 4u + RDV_TOKEN_LEN + 1u + RDV_MAX_EPS * RDV_EP_MAX)
 #define RDV_REASON_MAX 80u
 #define RELAY_PREAMBLE_LEN 22u
+#define PUNCH_PROBE_LEN 55u
+#define PUNCH_PROBE_ANSWER 1u
 
 enum rdv_code { RDV_REGISTER = 5, RDV_REGISTERED = 6, RDV_REACH = 7, RDV_PUNCH = 8,
 		RDV_REFUSED = 9 };
@@ -69,5 +76,15 @@ bool rdv_is_code(uint8_t code);
 void relay_preamble_encode(const uint8_t token[RDV_TOKEN_LEN], uint8_t out[RELAY_PREAMBLE_LEN]);
 /* True (token filled) if p is a relay preamble. */
 bool relay_preamble_decode(const uint8_t *p, size_t len, uint8_t token[RDV_TOKEN_LEN]);
+
+struct punch_probe {
+	uint8_t flags;
+	uint8_t token[RDV_TOKEN_LEN];
+	struct crust_peer_id from;
+};
+
+void punch_probe_encode(const struct punch_probe *pp, uint8_t out[PUNCH_PROBE_LEN]);
+/* True (pp filled) if p is a probe. */
+bool punch_probe_decode(const uint8_t *p, size_t len, struct punch_probe *pp);
 
 #endif

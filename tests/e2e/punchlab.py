@@ -1,24 +1,15 @@
-"""punchlab.py - a minimal NAT topology for the hole-punching tests, on netlab.py.
+"""punchlab.py - the hole-punching tests' view of the NAT lab (natlab.py).
 
-    public segment 203.0.113.0/24 (bridge "pub"):
-        coordinator namespace: 203.0.113.10 and 203.0.113.11 on eth0
-        router i: wan 203.0.113.i
-    LAN i 198.18.i.0/24: router i lan 198.18.i.1 <-> host i 198.18.i.10
+    lab = PunchLab("tag", ["port", "sym"])    # one LAN per NAT type (natlab names)
+    lab.hosts[i], lab.wan[i]                  # LAN i's host namespace, its router's WAN IP
+    coord, peer = lab.start_coordinator(3478, ["--relay-max-bytes", "1000"])
+    lab.coordinator_stats(coord)              # the `stats` line, parsed
+    lab.stop(coord); lab.close()
 
-Each router runs one NAT type with nftables (recipes from shared/NATLAB.md):
-    "cone"  port-restricted cone (Linux masquerade: endpoint-independent
-            mapping, ports preserved unless they clash)
-    "sym"   symmetric (masquerade fully-random: a new port per destination)
-    "cone-rst" port-restricted cone whose router answers unsolicited SYNs
-            with RST (Linux's own stack does, without a drop rule): punching
-            then needs retries after ECONNREFUSED
-    "none"  plain routing, no NAT (the host is reachable from outside)
-Unsolicited inbound TCP/UDP, forwarded or addressed to the router itself, is
-dropped (accept established/related only), as a RFC 5382-minded home router
-does, so a SYN that arrives before our own opened the mapping is silently
-lost (not answered with RST) - except for "cone-rst".
-
-Everything lives in the Lab's namespaces and is removed by lab.close().
+The coordinator runs in natlab's public namespace on both of its addresses
+(COORD_IP, COORD_IP2), started here with pipes (its `stats` command) and
+stopped by PID at stop() or close(), also on failure. lab.lab is the
+netlab.Lab underneath (run a command in a namespace: lab.lab.run(ns, ...)).
 """
 
 import json
@@ -29,76 +20,30 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from crustnode import crust_binary, log  # noqa: E402
-from netlab import Lab, sh  # noqa: E402
+from natlab import NatLab  # noqa: E402
 
 COORD_IP = "203.0.113.10"
 COORD_IP2 = "203.0.113.11"
 
-NAT_RULES = {
-    "cone": 'oifname "wan" masquerade',
-    "cone-rst": 'oifname "wan" masquerade',
-    "sym": 'oifname "wan" masquerade fully-random',
-}
-
-
-def nft(lab, ns, rules):
-    r = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rules, text=True,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if r.returncode != 0:
-        raise RuntimeError("nft in %s: %s\n%s" % (ns, r.stdout, rules))
-
-
-def nat(lab, router, kind, wan_ip):
-    """Make router a NAT of the given kind ("cone", "sym", "none")."""
-    if kind == "none":
-        return
-    rules = """
-table ip nat {
-  chain post { type nat hook postrouting priority 100; %s; }
-}
-""" % NAT_RULES[kind]
-    if kind != "cone-rst":
-        rules += """
-table inet filter {
-  chain forward {
-    type filter hook forward priority 0; policy accept;
-    iifname "wan" ct state established,related accept;
-    iifname "wan" meta l4proto { tcp, udp } drop;
-  }
-  chain input {
-    type filter hook input priority 0; policy accept;
-    iifname "wan" ct state established,related accept;
-    iifname "wan" meta l4proto { tcp, udp } drop;
-  }
-}
-"""
-    nft(lab, router, rules)
-
 
 class PunchLab:
-    """The topology above with len(kinds) NATed LANs: kinds[i] for LAN i+1."""
+    """A NatLab with one LAN per entry of kinds ("full", "addr", "port", "sym",
+    "sympred"; "port-rst": port-restricted whose router answers early SYNs with RST)."""
 
     def __init__(self, tag, kinds):
-        self.lab = Lab(tag)
-        lab = self.lab
-        self.pub = lab.switch("pub")
-        self.coord = lab.host("coord")
-        lab.plug(self.coord, self.pub, COORD_IP + "/24")
-        sh("ip", "-n", self.coord, "addr", "add", COORD_IP2 + "/24", "dev", "eth0")
-        self.routers, self.hosts, self.wan, self.lan_ip = [], [], [], []
-        for i, kind in enumerate(kinds, start=1):
-            r = lab.router("r%d" % i)
-            h = lab.host("h%d" % i)
-            wan = "203.0.113.%d" % i
-            lab.plug(r, self.pub, wan + "/24", ifname="wan")
-            lab.link(r, "lan", "198.18.%d.1/24" % i, h, "eth0", "198.18.%d.10/24" % i)
-            lab.route(h, "default", "198.18.%d.1" % i)
-            nat(lab, r, kind, wan)
-            self.routers.append(r)
-            self.hosts.append(h)
-            self.wan.append(wan)
-            self.lan_ip.append("198.18.%d.10" % i)
+        self.nat = NatLab(tag)
+        self.lab = self.nat.lab
         self.daemons = []
+        try:
+            assert self.nat.coord_ips == [COORD_IP, COORD_IP2], self.nat.coord_ips
+            self.coord = self.nat.public
+            self.lans = [self.nat.lan(k[:-4], rst=True) if k.endswith("-rst") else self.nat.lan(k)
+                         for k in kinds]
+        except BaseException:
+            self.nat.close()
+            raise
+        self.hosts = [lan.host for lan in self.lans]
+        self.wan = [lan.wan_ip for lan in self.lans]
 
     def start_coordinator(self, port=3478, extra=()):
         """`crust coordinator` on both public addresses; returns (Popen, peer id)."""
@@ -141,4 +86,4 @@ class PunchLab:
                 os.unlink(p.log_path)
             except OSError:
                 pass
-        self.lab.close()
+        self.nat.close()

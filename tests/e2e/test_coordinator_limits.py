@@ -55,7 +55,7 @@ def cut(a, b, count, size, why, coord_log):
 
 
 def main():
-    lab = PunchLab("coordlim", ["cone", "sym", "sym"])
+    lab = PunchLab("coordlim", ["port", "sym", "sym"])
     nodes = []
     try:
         coord, _ = lab.start_coordinator(3478, ["--max-per-ip", "5", "--relay-max-bytes",

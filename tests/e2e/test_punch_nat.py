@@ -1,17 +1,32 @@
 #!/usr/bin/env python3
-"""Hole punching and relay through NATs (punchlab.py: two LANs behind
-routers, a coordinator on the public segment; removed at the end).
+"""Hole punching and relay through NATs of every kind that decides the
+method (natlab.py via punchlab.py: six LANs behind NAT routers and a
+coordinator on the public segment; everything removed at the end, daemons
+stopped by PID also on failure).
 
-  1. port-restricted cone <-> port-restricted cone: both nodes register,
-     learn their external TCP endpoint (the router's WAN address with the
-     node's port: the session leaves from the listener port), and `punch`
-     connects them by TCP simultaneous open: punch_result and new_connection
-     say "tcp-punch" on both sides; messages flow both ways.
-  2. a rendezvous for a peer id nobody registered: a clear punch_result error.
-  3. symmetric <-> symmetric: punching cannot work (each NAT maps the punch to
-     a new port), so the nodes fall back to the coordinator's relay: "relay"
-     on both sides, messages both ways, through an end-to-end crust session.
-Elapsed times are printed (docs/BENCHMARKS.md), never asserted.
+Every node registers with the coordinator and learns its external TCP
+endpoint (its router's WAN address: the session leaves from the listener
+port) and its external UDP endpoint (STUN through the reliable-UDP
+listener's socket). Then pairs punch (`punch PEER`), and both sides must
+report the same method in punch_result and new_connection, and exchange
+messages both ways:
+
+    port-restricted <-> port-restricted   a punch (TCP simultaneous open or UDP)
+    full cone       <-> address-restricted a punch
+    full cone       <-> symmetric          udp-punch when TCP between them is
+                                           filtered (the symmetric router drops it):
+                                           the cone side answers the source it
+                                           actually saw, not the STUN-learned one
+    address-restr.  <-> symmetric          the same
+    full cone       <-> symmetric          a punch (TCP too: the full cone router
+                                           forwards the SYN from the new mapping)
+    port-restricted <-> symmetric          relay (no punch can work)
+    symmetric       <-> symmetric          relay
+    port-restricted with RST routers       a punch despite ECONNREFUSED retries
+
+A rendezvous for an id nobody registered fails with a clear reason, and
+punching a connected peer is refused. The method matrix and the elapsed
+times are printed (docs/BENCHMARKS.md), never asserted.
 """
 import os
 import sys
@@ -21,76 +36,86 @@ from crustnode import CrustNode, check, exchange, log, run  # noqa: E402
 from punchlab import COORD_IP, PunchLab  # noqa: E402
 
 T = 30.0
+PUNCHED = ("tcp-punch", "udp-punch")
+KINDS = ["port", "port", "full", "addr", "sym", "sym", "port-rst", "port-rst"]
+KINDS += ["full", "sym"]
+# (lan a, lan b, methods that may win, TCP between them filtered)
+PAIRS = [
+    (0, 1, PUNCHED, False),
+    (2, 3, PUNCHED, False),
+    (2, 4, ("udp-punch",), True),
+    (3, 5, ("udp-punch",), True),
+    (8, 9, PUNCHED, False),
+    (0, 4, ("relay",), False),
+    (4, 5, ("relay",), False),
+    (6, 7, PUNCHED, False),
+]
 
 
-def pair(lab, coord_port, tag):
-    a = CrustNode("A" + tag, netns=lab.hosts[0], bind="0.0.0.0",
-                  args=["--coordinator", "%s:%d" % (COORD_IP, coord_port)])
-    b = CrustNode("B" + tag, netns=lab.hosts[1], bind="0.0.0.0",
-                  args=["--coordinator", "%s:%d" % (COORD_IP, coord_port)])
-    for n, wan in ((a, lab.wan[0]), (b, lab.wan[1])):
-        ev = n.wait_for("external_endpoint", lambda e: e["transport"] == "tcp", timeout=T)
-        check(ev["addr"].startswith(wan + ":"),
-              "%s's external TCP endpoint is its router's WAN address (%s)" % (n.name, ev["addr"]),
-              n)
-    return a, b
+def filter_tcp(lab, i, j):
+    """LAN i's router drops TCP to and from LAN j's router (a UDP-only path between them)."""
+    for a, b in ((i, j), (j, i)):
+        r = lab.lans[a].router
+        lab.lab.run(r, "nft", "insert", "rule", "ip", "natlab", "forward", "ip", "daddr",
+                    lab.wan[b], "meta", "l4proto", "tcp", "drop")
+
+
+def start_node(lab, i):
+    n = CrustNode("%s%d" % (KINDS[i], i), netns=lab.hosts[i], bind="0.0.0.0",
+                  args=["--coordinator", "%s:3478" % COORD_IP, "--punch-timeout-ms", "3000"])
+    for transport in ("tcp", "rudp"):
+        ev = n.wait_for("external_endpoint", lambda e, t=transport: e["transport"] == t,
+                        timeout=T)
+        check(ev["addr"].startswith(lab.wan[i] + ":"),
+              "%s's external %s endpoint is its router's WAN address (%s)" %
+              (n.name, transport, ev["addr"]), n)
+    return n
 
 
 def punch(a, b, want):
     a.send_command("punch %s" % b.peer)
     ra = a.wait_for("punch_result", lambda e: e["peer"] == b.peer, timeout=T)
     rb = b.wait_for("punch_result", lambda e: e["peer"] == a.peer, timeout=T)
-    check(ra["ok"] and rb["ok"], "punch succeeded on both sides (%r / %r)" % (ra, rb), a, b)
-    check(ra["via"] == want and rb["via"] == want,
-          "the method is %s on both sides (%s / %s)" % (want, ra["via"], rb["via"]), a, b)
+    check(ra["ok"] and rb["ok"], "punch %s -> %s succeeded on both sides (%r / %r)" %
+          (a.name, b.name, ra, rb), a, b)
+    check(ra["via"] == rb["via"] and ra["via"] in want,
+          "%s <-> %s: the method is one of %s on both sides (%s / %s)" %
+          (a.name, b.name, "/".join(want), ra["via"], rb["via"]), a, b)
     ca = a.wait_for("new_connection", lambda e: e["peer"] == b.peer, timeout=T)
     cb = b.wait_for("new_connection", lambda e: e["peer"] == a.peer, timeout=T)
-    check(ca["via"] == want and cb["via"] == want, "new_connection via %s" % want, a, b)
+    check(ca["via"] == ra["via"] and cb["via"] == rb["via"], "new_connection says the same", a, b)
     exchange(a, b, "hello through the NATs")
     exchange(b, a, "and back")
-    log("ok: %s in %d ms (A) / %d ms (B)" % (want, ra["elapsed_ms"], rb["elapsed_ms"]))
     return ra
 
 
 def main():
     nodes = []
-    lab = PunchLab("punch", ["cone", "cone"])
+    lab = PunchLab("punch", KINDS)
     try:
-        coord, coord_id = lab.start_coordinator(3478)
-        a, b = pair(lab, 3478, "1")
-        nodes += [a, b]
-        ea = a.wait_for("external_endpoint", lambda e: e["transport"] == "rudp", timeout=T)
-        check(ea["addr"].startswith(lab.wan[0] + ":"),
-              "STUN through the cone NAT gives the WAN address (%s)" % ea["addr"], a)
-        punch(a, b, "tcp-punch")
-
+        coord, _ = lab.start_coordinator(3478)
+        nodes = [start_node(lab, i) for i in range(len(KINDS))]
+        rows = []
+        for i, j, want, no_tcp in PAIRS:
+            if no_tcp:
+                filter_tcp(lab, i, j)
+            r = punch(nodes[i], nodes[j], want)
+            rows.append((KINDS[i], KINDS[j], r["via"], r["elapsed_ms"], r["transport"]))
+        a = nodes[0]
         a.send_command("punch %s" % ("ab" * 32))
         ev = a.wait_for("punch_result", lambda e: e["peer"] == "ab" * 32, timeout=T)
         check(not ev["ok"] and "unknown peer" in ev["reason"],
               "a rendezvous for an unregistered id fails clearly (%s)" % ev["reason"], a)
-        a.send_command("punch %s" % b.peer)
+        a.send_command("punch %s" % nodes[1].peer)
         ev = a.wait_for("error", lambda e: e["command"] == "punch", timeout=T)
         check("already connected" in ev["reason"], "punching a connected peer: %s" % ev["reason"], a)
         stats = lab.coordinator_stats(coord)
-        check(stats["rendezvous"] >= 1 and stats["rendezvous_unknown"] >= 1 and
-              stats["registered_now"] == 2, "coordinator counted it all (%r)" % stats)
-        for n in nodes:
-            check(n.quit() == 0, "%s quits with status 0" % n.name, n)
-        nodes = []
-    finally:
-        for n in nodes:
-            n.kill()
-        lab.close()
-
-    lab = PunchLab("relay", ["sym", "sym"])
-    try:
-        coord, _ = lab.start_coordinator(3478)
-        a, b = pair(lab, 3478, "2")
-        nodes += [a, b]
-        punch(a, b, "relay")
-        stats = lab.coordinator_stats(coord)
-        check(stats["relay_pairs"] == 1 and stats["relay_bytes"] > 0,
-              "the coordinator relayed one pair (%r)" % stats)
+        check(stats["rendezvous"] == len(PAIRS) and stats["rendezvous_unknown"] == 1 and
+              stats["registered_now"] == len(KINDS) and stats["relay_pairs"] == 2,
+              "the coordinator counted it all (%r)" % stats)
+        log("method matrix (elapsed from the punch command to the connection):")
+        for a_kind, b_kind, via, ms, _ in rows:  # noqa: B007
+            log("  %-9s <-> %-9s %-10s %5d ms" % (a_kind, b_kind, via, ms))
         for n in nodes:
             check(n.quit() == 0, "%s quits with status 0" % n.name, n)
         nodes = []

@@ -45,7 +45,7 @@ def stunclient(lab, ip, port, quiet=False):
 
 
 def main():
-    lab = PunchLab("stun", ["cone"])
+    lab = PunchLab("stun", ["port"])
     tmp = tempfile.mkdtemp(prefix="crust-stun-")
     node = None
     turn = None
