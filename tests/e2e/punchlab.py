@@ -1,6 +1,7 @@
 """punchlab.py - the hole-punching tests' view of the NAT lab (natlab.py).
 
-    lab = PunchLab("tag", ["port", "sym"])    # one LAN per NAT type (natlab names)
+    lab = PunchLab("tag", ["port", "sym"])    # one LAN per NAT type (natlab names);
+                                              # ("port", {"hosts": 2}) passes lan() options
     lab.hosts[i], lab.wan[i]                  # LAN i's host namespace, its router's WAN IP
     coord, peer = lab.start_coordinator(3478, ["--relay-max-bytes", "1000"])
     lab.coordinator_stats(coord)              # the `stats` line, parsed
@@ -37,13 +38,20 @@ class PunchLab:
         try:
             assert self.nat.coord_ips == [COORD_IP, COORD_IP2], self.nat.coord_ips
             self.coord = self.nat.public
-            self.lans = [self.nat.lan(k[:-4], rst=True) if k.endswith("-rst") else self.nat.lan(k)
-                         for k in kinds]
+            self.lans = [self._lan(k) for k in kinds]
         except BaseException:
             self.nat.close()
             raise
         self.hosts = [lan.host for lan in self.lans]
         self.wan = [lan.wan_ip for lan in self.lans]
+
+    def _lan(self, kind):
+        """kind: a natlab NAT name, "NAME-rst", or (NAME, natlab.lan() keyword arguments)."""
+        if isinstance(kind, tuple):
+            return self.nat.lan(kind[0], **kind[1])
+        if kind.endswith("-rst"):
+            return self.nat.lan(kind[:-4], rst=True)
+        return self.nat.lan(kind)
 
     def start_coordinator(self, port=3478, extra=()):
         """`crust coordinator` on both public addresses; returns (Popen, peer id)."""

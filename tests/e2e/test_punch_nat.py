@@ -23,6 +23,11 @@ messages both ways:
     port-restricted <-> symmetric          relay (no punch can work)
     symmetric       <-> symmetric          relay
     port-restricted with RST routers       a punch despite ECONNREFUSED retries
+    two hosts behind one port-restricted NAT  direct, over their LAN addresses
+
+Then the NAT binding expiry: on routers whose UDP conntrack and mapping
+timeouts are 5 s, a udp-punched connection left idle for 15 s still carries
+messages both ways (1 s keepalives keep the binding open).
 
 A rendezvous for an id nobody registered fails with a clear reason, and
 punching a connected peer is refused. The method matrix and the elapsed
@@ -30,6 +35,7 @@ times are printed (docs/BENCHMARKS.md), never asserted.
 """
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from crustnode import CrustNode, check, exchange, log, run  # noqa: E402
@@ -38,14 +44,16 @@ from punchlab import COORD_IP, PunchLab  # noqa: E402
 T = 30.0
 PUNCHED = ("tcp-punch", "udp-punch")
 KINDS = ["port", "port", "full", "addr", "sym", "sym", "port-rst", "port-rst"]
-KINDS += ["full", "sym"]
+# LANs 8 and 9: UDP conntrack and mapping timeouts of 5 s on their routers; LAN 10: two hosts
+SHORT = {"udp_timeout": 5, "udp_stream_timeout": 5}
+KINDS += [("full", SHORT), ("sym", SHORT), ("port", {"hosts": 2})]
 # (lan a, lan b, methods that may win, TCP between them filtered)
 PAIRS = [
     (0, 1, PUNCHED, False),
     (2, 3, PUNCHED, False),
     (2, 4, ("udp-punch",), True),
     (3, 5, ("udp-punch",), True),
-    (8, 9, PUNCHED, False),
+    (8, 9, ("udp-punch",), True),
     (0, 4, ("relay",), False),
     (4, 5, ("relay",), False),
     (6, 7, PUNCHED, False),
@@ -60,9 +68,14 @@ def filter_tcp(lab, i, j):
                     lab.wan[b], "meta", "l4proto", "tcp", "drop")
 
 
-def start_node(lab, i):
-    n = CrustNode("%s%d" % (KINDS[i], i), netns=lab.hosts[i], bind="0.0.0.0",
-                  args=["--coordinator", "%s:3478" % COORD_IP, "--punch-timeout-ms", "3000"])
+def kind(i):
+    return KINDS[i][0] if isinstance(KINDS[i], tuple) else KINDS[i]
+
+
+def start_node(lab, i, host=None, extra=()):
+    n = CrustNode("%s%d%s" % (kind(i), i, "b" if host else ""), netns=host or lab.hosts[i],
+                  bind="0.0.0.0", args=["--coordinator", "%s:3478" % COORD_IP,
+                                        "--punch-timeout-ms", "3000"] + list(extra))
     for transport in ("tcp", "rudp"):
         ev = n.wait_for("external_endpoint", lambda e, t=transport: e["transport"] == t,
                         timeout=T)
@@ -94,13 +107,35 @@ def main():
     lab = PunchLab("punch", KINDS)
     try:
         coord, _ = lab.start_coordinator(3478)
-        nodes = [start_node(lab, i) for i in range(len(KINDS))]
+        # the short-timeout pair keeps its idle connection alive with 1 s keepalives
+        nodes = [start_node(lab, i, extra=["--keepalive-ms", "1000"] if i in (8, 9) else [])
+                 for i in range(len(KINDS))]
         rows = []
         for i, j, want, no_tcp in PAIRS:
             if no_tcp:
                 filter_tcp(lab, i, j)
             r = punch(nodes[i], nodes[j], want)
-            rows.append((KINDS[i], KINDS[j], r["via"], r["elapsed_ms"], r["transport"]))
+            rows.append((kind(i), kind(j), r["via"], r["elapsed_ms"], r["transport"]))
+
+        # two hosts behind one NAT (no hairpinning): they meet over their LAN addresses
+        twin = start_node(lab, 10, host=lab.lans[10].hosts[1])
+        nodes.append(twin)
+        r = punch(nodes[10], twin, ("direct",))
+        rows.append(("port", "same NAT", r["via"], r["elapsed_ms"], r["transport"]))
+
+        # NAT binding expiry: idle three times the routers' 5 s UDP timeout, the
+        # udp-punched pair 8-9 still talks, kept open by keepalives
+        a, b = nodes[8], nodes[9]
+        time.sleep(15)
+        # the binding itself is still there (without keepalives it is gone by now, and
+        # only a later reliable-UDP keepalive from a new mapping would recover the path)
+        ct = lab.lab.run(lab.lans[9].router, "cat", "/proc/net/nf_conntrack")
+        check(any(" udp " in line and "dst=%s " % lab.wan[8] in line for line in ct.splitlines()),
+              "the symmetric router still maps the punched UDP flow after 15 s idle")
+        exchange(a, b, "after 15 s idle")
+        exchange(b, a, "still here")
+        check(not a.pending("lost_connection") and not b.pending("lost_connection"),
+              "the idle udp-punched connection was never lost", a, b)
         a = nodes[0]
         a.send_command("punch %s" % ("ab" * 32))
         ev = a.wait_for("punch_result", lambda e: e["peer"] == "ab" * 32, timeout=T)
@@ -110,8 +145,8 @@ def main():
         ev = a.wait_for("error", lambda e: e["command"] == "punch", timeout=T)
         check("already connected" in ev["reason"], "punching a connected peer: %s" % ev["reason"], a)
         stats = lab.coordinator_stats(coord)
-        check(stats["rendezvous"] == len(PAIRS) and stats["rendezvous_unknown"] == 1 and
-              stats["registered_now"] == len(KINDS) and stats["relay_pairs"] == 2,
+        check(stats["rendezvous"] == len(PAIRS) + 1 and stats["rendezvous_unknown"] == 1 and
+              stats["registered_now"] == len(KINDS) + 1 and stats["relay_pairs"] == 2,
               "the coordinator counted it all (%r)" % stats)
         log("method matrix (elapsed from the punch command to the connection):")
         for a_kind, b_kind, via, ms, _ in rows:  # noqa: B007
