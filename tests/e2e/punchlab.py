@@ -78,7 +78,8 @@ class PunchLab:
         return json.loads(p.stdout.readline())
 
     def stop(self, p):
-        """Stop a daemon by its PID (SIGTERM, then SIGKILL)."""
+        """Stop a daemon by its PID (SIGTERM, then SIGKILL); its exit status (its log
+        is printed when that is not 0: sanitizer reports end up there)."""
         if p.poll() is None:
             p.terminate()
             try:
@@ -86,6 +87,11 @@ class PunchLab:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        if p.returncode != 0 and not getattr(p, "reported", False):
+            p.reported = True
+            with open(p.log_path) as f:
+                log("[coordinator] exit status %d; its log:\n%s" % (p.returncode, f.read()[-4000:]))
+        return p.returncode
 
     def close(self):
         for p in self.daemons:

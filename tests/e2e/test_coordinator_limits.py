@@ -89,7 +89,7 @@ def main():
         for n in nodes:
             n.quit()
         nodes = []
-        lab.stop(coord)
+        check(lab.stop(coord) == 0, "the coordinator exits with status 0 on SIGTERM")
         # another port: the first one's connections linger in TIME_WAIT
         coord, _ = lab.start_coordinator(3479, ["--relay-rate", "16384", "--verbose"])
         a, b = relayed_pair(lab, "2", 3479)
@@ -99,6 +99,7 @@ def main():
         for n in nodes:
             n.quit()
         nodes = []
+        check(lab.stop(coord) == 0, "the coordinator exits with status 0 on SIGTERM")
 
         coord, _ = lab.start_coordinator(3480, ["--registration-ttl-ms", "3000"])
         probe = json.loads(lab.lab.run(lab.hosts[0], sys.executable,
@@ -111,6 +112,7 @@ def main():
               "unknown peer" in probe["after"][0][1],
               "an expired one is not: %r" % probe["after"])
         check(lab.coordinator_stats(coord)["expired"] >= 1, "the expiry was counted")
+        check(lab.stop(coord) == 0, "the coordinator exits with status 0 on SIGTERM")
     finally:
         for n in nodes:
             n.kill()

@@ -154,6 +154,7 @@ def main():
         for n in nodes:
             check(n.quit() == 0, "%s quits with status 0" % n.name, n)
         nodes = []
+        check(lab.stop(coord) == 0, "the coordinator exits with status 0 on SIGTERM")
     finally:
         for n in nodes:
             n.kill()

@@ -83,7 +83,7 @@ def main():
         check(stats["stun_dropped"] >= 7 and stats["stun_errors"] == 1,
               "the coordinator counted the drops and the 420 (%r)" % stats)
         check(coord.poll() is None, "the coordinator is still running")
-        lab.stop(coord)
+        check(lab.stop(coord) == 0, "the coordinator exits with status 0 on SIGTERM")
 
         # a real STUN server (coturn, STUN only) for crust's own STUN client
         db = os.path.join(tmp, "turndb")
