@@ -189,6 +189,10 @@ static void on_register(struct coordinator *c, struct p2p_conn *pc, const struct
 	struct rdv_msg ok = { .code = RDV_REGISTERED, .ttl_ms = c->cfg.registration_ttl_ms };
 	ok.eps[0] = r->eps[0];
 	ok.neps = 1;
+	/* where STUN answers: a node asking two addresses learns whether its NAT's mapping
+	 * depends on the destination (symmetric) and by how much it moves (prediction) */
+	for (unsigned i = 0; i < c->nstun_eps && ok.neps < RDV_MAX_EPS; i++)
+		ok.eps[ok.neps++] = c->stun_eps[i];
 	send_msg(pc, &ok);
 }
 
@@ -293,6 +297,10 @@ CRUST_API int crust_coordinator_start(struct crust_service *svc,
 	c->sh = &svc->eng->shards[0];
 	c->cfg = *cc;
 	c->cfg.stun = NULL;
+	for (size_t i = 0; i < cc->nstun && i < COORD_MAX_STUN; i++) {
+		c->stun_eps[c->nstun_eps] = cc->stun[i];
+		c->stun_eps[c->nstun_eps++].transport = CRUST_TRANSPORT_RUDP;
+	}
 	fill_defaults(&c->cfg);
 	eng_timer_init(&c->sweep, sweep_cb, c);
 	int err = coord_stun_bind(c, cc->stun, cc->nstun);

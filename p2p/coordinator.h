@@ -69,6 +69,8 @@ struct coordinator {
 	struct crust_coordinator_config cfg;
 	struct coord_stun stun[COORD_MAX_STUN];
 	unsigned nstun;
+	struct crust_endpoint stun_eps[COORD_MAX_STUN];   /* every address answering STUN */
+	unsigned nstun_eps;
 	struct eng_mail start_mail;
 	struct eng_timer sweep;      /* drops expired registrations and tokens */
 	double stun_tokens;

@@ -40,6 +40,7 @@
 #include "node.h"
 #include "rendezvous.h"
 
+#define PUNCH_PREDICT 12          /* mappings ahead a symmetric peer's ports are guessed */
 #define PUNCH_CAND_UDP 0xfe       /* punch_cand of the reliable-UDP dial */
 #define PUNCH_CAND_CLAIMED 0xff   /* punch_cand of an accepted connection */
 
@@ -60,6 +61,9 @@ struct punch {
 	uint64_t asked_ms, deadline_ms;
 	struct sockaddr_storage udp_seen;    /* where the peer's probes come from */
 	bool udp_seen_ok, udp_dialed;
+	struct sockaddr_storage pred[2 * PUNCH_PREDICT]; /* the peer's next mappings, guessed */
+	unsigned npred;
+	bool predicted;                      /* the UDP path was found by prediction */
 	struct eng_timer timer;              /* shard 0 */
 	struct eng_mail mail;
 };
@@ -131,6 +135,12 @@ static bool finish(struct punch *p, enum crust_via via, const struct sockaddr_st
 
 /* --- attempts ------------------------------------------------------------------- */
 
+static bool same_ip(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	uint8_t ia[16], ib[16];
+	return eng_addr_ip_key(a, ia) && eng_addr_ip_key(b, ib) && !memcmp(ia, ib, 16);
+}
+
 /* The peer's public IP (the first candidate: its session as the coordinator saw it). */
 static bool is_public(const struct punch *p, const struct sockaddr_storage *a)
 {
@@ -145,7 +155,9 @@ static enum crust_via via_for(struct punch *p, const struct sockaddr_storage *to
 {
 	if (!p->r->natted || !p->peer_natted || !is_public(p, to))
 		return CRUST_VIA_DIRECT;
-	return t == CRUST_TRANSPORT_RUDP ? CRUST_VIA_UDP_PUNCH : CRUST_VIA_TCP_PUNCH;
+	if (t == CRUST_TRANSPORT_RUDP)
+		return p->predicted ? CRUST_VIA_PREDICTED : CRUST_VIA_UDP_PUNCH;
+	return CRUST_VIA_TCP_PUNCH;
 }
 
 static struct p2p_conn *attempt_conn(struct punch *p, enum crust_via via)
@@ -232,7 +244,10 @@ static void attempt_all(struct punch *p)
 			send_probe(p, &p->cands[i].addr, 0);
 	}
 	if (p->udp_seen_ok)
-		send_probe(p, &p->udp_seen, 0);
+		send_probe(p, &p->udp_seen, p->predicted ? PUNCH_PROBE_PREDICTED : 0);
+	else
+		for (unsigned i = 0; i < p->npred; i++)
+			send_probe(p, &p->pred[i], PUNCH_PROBE_PREDICTED);
 	udp_dial(p);
 }
 
@@ -325,6 +340,53 @@ static void timer_cb(struct eng_timer *t, void *ctx)
 
 /* --- from the coordinator ------------------------------------------------------- */
 
+/*
+ * Sequential-delta port prediction: a peer that registered two public UDP
+ * mappings on different ports (toward the coordinator's two STUN
+ * addresses) is behind a symmetric NAT, and if that NAT hands out ports
+ * in sequence its mapping toward us is a few steps of the same delta past
+ * the second one. Probing those ports from our socket lets its probe in
+ * through our own NAT (we sent to that address and port first) and ours
+ * into its NAT (a reply to its mapping toward us). +1 variants cover a
+ * counter's low byte wrapping (docs/NATLAB.md). Bounded: 2 x
+ * PUNCH_PREDICT probes per retry round, and only until a path is seen.
+ */
+static void predict(struct punch *p)
+{
+	p->npred = 0;
+	p->predicted = false;
+	const struct crust_endpoint *a = NULL, *b = NULL;
+	for (unsigned i = 0; i < p->ncands && !b; i++) {
+		const struct crust_endpoint *c = &p->cands[i];
+		if (c->transport != CRUST_TRANSPORT_RUDP || !is_public(p, &c->addr))
+			continue;
+		if (!a)
+			a = c;
+		else if (eng_addr_port(&c->addr) != eng_addr_port(&a->addr))
+			b = c;
+	}
+	if (!b)
+		return;
+	int delta = (int)eng_addr_port(&b->addr) - (int)eng_addr_port(&a->addr);
+	for (int k = 1; k <= PUNCH_PREDICT; k++) {
+		for (int wrap = 0; wrap <= 1; wrap++) {
+			int port = (int)eng_addr_port(&b->addr) + delta * k + wrap;
+			if (port <= 0 || port > 65535)
+				continue;
+			p->pred[p->npred] = b->addr;
+			eng_addr_set_port(&p->pred[p->npred++], (uint16_t)port);
+		}
+	}
+}
+
+static bool is_predicted(const struct punch *p, const struct sockaddr_storage *a)
+{
+	for (unsigned i = 0; i < p->npred; i++)
+		if (same_ip(&p->pred[i], a) && eng_addr_port(&p->pred[i]) == eng_addr_port(a))
+			return true;
+	return false;
+}
+
 static bool peer_behind_nat(const struct rdv_msg *m)
 {
 	for (unsigned i = 1; i < m->neps; i++) {
@@ -360,6 +422,7 @@ void punch_on_punch(struct rendezvous *r, const struct rdv_msg *m)
 	memset(p->live, 0, sizeof(p->live));
 	p->udp_seen_ok = p->udp_dialed = false;
 	p->peer_natted = peer_behind_nat(m);
+	predict(p);
 	p->phase = PUNCH_WAITING;
 	p->deadline_ms = r->sh->now_ms + m->start_in_ms + r->svc->cfg.punch_timeout_ms;
 	eng_timer_arm(&r->sh->timers, &p->timer, m->start_in_ms);
@@ -385,12 +448,6 @@ void punch_on_refused(struct rendezvous *r, const struct rdv_msg *m)
 }
 
 /* --- from connections ----------------------------------------------------------- */
-
-static bool same_ip(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-	uint8_t ia[16], ib[16];
-	return eng_addr_ip_key(a, ia) && eng_addr_ip_key(b, ib) && !memcmp(ia, ib, 16);
-}
 
 /* A running punch with a candidate at from for transport t (exact, else the same IP). */
 static struct punch *punch_from(struct rendezvous *r, const struct sockaddr_storage *from,
@@ -553,8 +610,13 @@ void punch_probe(struct rendezvous *r, const struct sockaddr_storage *from, cons
 			p->udp_seen_ok = true;
 			p->udp_dialed = false;
 		}
+		/* both ends must name the method alike: the one that guessed, and the one
+		 * whose port was guessed (told by the flag) */
+		if (is_predicted(p, from) || (pp.flags & PUNCH_PROBE_PREDICTED))
+			p->predicted = true;
 		if (!(pp.flags & PUNCH_PROBE_ANSWER))
-			send_probe(p, from, PUNCH_PROBE_ANSWER);
+			send_probe(p, from, (uint8_t)(PUNCH_PROBE_ANSWER |
+						      (p->predicted ? PUNCH_PROBE_PREDICTED : 0)));
 		udp_dial(p);
 	}
 	pthread_mutex_unlock(&r->lock);

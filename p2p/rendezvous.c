@@ -97,6 +97,11 @@ static unsigned local_candidates(struct rendezvous *r, struct crust_endpoint *ou
 	pthread_mutex_lock(&r->lock);
 	if (r->has_ext_udp)
 		out[k++] = r->ext_udp;
+	/* a second mapping on another port: our NAT is symmetric, and the two ports tell a
+	 * peer how it moves (it predicts our next ones from them: punch.c) */
+	if (r->has_ext_udp && r->has_ext_udp2 &&
+	    eng_addr_port(&r->ext_udp2.addr) != eng_addr_port(&r->ext_udp.addr))
+		out[k++] = r->ext_udp2;
 	pthread_mutex_unlock(&r->lock);
 	return k;
 }
@@ -160,6 +165,7 @@ static void dial(struct rendezvous *r)
 }
 
 static void stun_send(struct rendezvous *r);
+static void stun_round(struct rendezvous *r);
 
 static void tick_cb(struct eng_timer *t, void *ctx)
 {
@@ -174,11 +180,8 @@ static void tick_cb(struct eng_timer *t, void *ctx)
 	} else if (r->session) {
 		send_register(r);
 	}
-	if (!eng_timer_armed(&r->stun_timer)) {
-		randombytes_buf(r->txid, sizeof(r->txid));
-		r->stun_tries = 0;
-		stun_send(r);
-	}
+	if (!eng_timer_armed(&r->stun_timer))
+		stun_round(r);
 	eng_timer_arm(&r->sh->timers, &r->tick, next);
 }
 
@@ -236,6 +239,16 @@ static void on_registered(struct rendezvous *r, const struct rdv_msg *m)
 	pthread_mutex_unlock(&r->lock);
 	if (changed)
 		emit_external(r->svc, &obs, "coordinator");
+	for (unsigned i = 1; i < m->neps && r->nstun < 2; i++) {
+		uint8_t a[16], b[16];
+		eng_addr_ip_key(&m->eps[i].addr, a);
+		eng_addr_ip_key(&r->coord.addr, b);
+		if (memcmp(a, b, 16) && m->eps[i].addr.ss_family == r->coord.addr.ss_family) {
+			r->stun[1].to = m->eps[i];
+			r->nstun = 2;
+			stun_round(r); /* ask the new address too, now */
+		}
+	}
 	if (first)
 		svc_log(r->svc, CRUST_LOG_INFO, "registered with the coordinator (ttl %u ms)",
 			m->ttl_ms);
@@ -289,38 +302,74 @@ static void stun_send(struct rendezvous *r)
 		svc_log(r->svc, CRUST_LOG_INFO, "STUN: no answer from the coordinator");
 		return;
 	}
-	uint8_t req[32];
-	size_t n = stun_encode_request(req, sizeof(req), r->txid, true);
-	int err = t && t->vt->send_datagram
-			  ? t->vt->send_datagram(t, r->sh, (struct sockaddr *)&r->coord.addr,
-						 r->coord.addrlen, req, n)
-			  : -ENOTSUP;
-	if (err == -ENOTCONN || err == -ENOTSUP) {
-		svc_log(r->svc, CRUST_LOG_INFO, "STUN client off: no reliable-UDP listener");
-		return;
+	bool any = false;
+	for (unsigned i = 0; i < r->nstun; i++) {
+		struct rdv_stun_target *st = &r->stun[i];
+		if (st->answered)
+			continue;
+		any = true;
+		uint8_t req[32];
+		size_t n = stun_encode_request(req, sizeof(req), st->txid, true);
+		int err = t && t->vt->send_datagram
+				  ? t->vt->send_datagram(t, r->sh, (struct sockaddr *)&st->to.addr,
+							 st->to.addrlen, req, n)
+				  : -ENOTSUP;
+		if (err == -ENOTCONN || err == -ENOTSUP) {
+			svc_log(r->svc, CRUST_LOG_INFO, "STUN client off: no reliable-UDP listener");
+			return;
+		}
 	}
+	if (!any)
+		return;
 	/* RFC 8489 6.2.1: retransmit with doubling intervals */
 	eng_timer_arm(&r->sh->timers, &r->stun_timer, 500u << r->stun_tries);
 	r->stun_tries++;
 }
 
+/* A new round: every target asked again with a fresh transaction id. */
+static void stun_round(struct rendezvous *r)
+{
+	for (unsigned i = 0; i < r->nstun; i++) {
+		randombytes_buf(r->stun[i].txid, sizeof(r->stun[i].txid));
+		r->stun[i].answered = false;
+	}
+	r->stun_tries = 0;
+	stun_send(r);
+}
+
 static void stun_answer(struct rendezvous *r, const uint8_t *p, uint32_t len)
 {
 	struct stun_msg m;
-	if (stun_parse(p, len, &m, NULL) < 0 || m.type != STUN_BINDING_SUCCESS ||
-	    !m.has_cookie || memcmp(m.txid, r->txid, sizeof(r->txid)))
-		return; /* not the answer to our request */
+	if (stun_parse(p, len, &m, NULL) < 0 || m.type != STUN_BINDING_SUCCESS || !m.has_cookie)
+		return;
+	unsigned i = 0;
+	while (i < r->nstun && (r->stun[i].answered || memcmp(m.txid, r->stun[i].txid, 12)))
+		i++;
+	if (i == r->nstun)
+		return; /* not the answer to a request of ours */
 	struct crust_endpoint ep = { .transport = CRUST_TRANSPORT_RUDP };
 	ep.addr = m.xor_mapped.ss_family ? m.xor_mapped : m.mapped;
 	if (!ep.addr.ss_family)
 		return;
 	ep.addrlen = ep.addr.ss_family == AF_INET ? sizeof(struct sockaddr_in)
 						  : sizeof(struct sockaddr_in6);
-	eng_timer_cancel(&r->sh->timers, &r->stun_timer);
-	randombytes_buf(r->txid, sizeof(r->txid)); /* one answer per request */
-	if (learn(r, &ep)) {
+	r->stun[i].answered = true;
+	bool done = true;
+	for (unsigned k = 0; k < r->nstun; k++)
+		done = done && r->stun[k].answered;
+	if (done)
+		eng_timer_cancel(&r->sh->timers, &r->stun_timer);
+	if (i == 0 && learn(r, &ep)) {
 		emit_external(r->svc, &ep, "stun");
 		send_register(r); /* the coordinator hands it to peers from now on */
+	} else if (i == 1) {
+		pthread_mutex_lock(&r->lock);
+		bool changed = !r->has_ext_udp2 || !same_ep(&r->ext_udp2, &ep);
+		r->ext_udp2 = ep;
+		r->has_ext_udp2 = true;
+		pthread_mutex_unlock(&r->lock);
+		if (changed)
+			send_register(r);
 	}
 }
 
@@ -387,6 +436,8 @@ int rdv_start(struct crust_service *svc)
 		return -EINVAL;
 	}
 	r->coord.transport = CRUST_TRANSPORT_TCP;
+	r->stun[0].to = r->coord;
+	r->nstun = 1;
 	r->svc = svc;
 	r->sh = &svc->eng->shards[0];
 	r->backoff_ms = RDV_REDIAL_MIN_MS;

@@ -45,14 +45,20 @@ struct rendezvous {
 	struct p2p_conn *session;        /* the live session, NULL while down */
 	bool dialing;
 	uint32_t backoff_ms;
-	uint8_t txid[12];
+	struct rdv_stun_target {
+		struct crust_endpoint to;
+		uint8_t txid[12];
+		bool answered;
+	} stun[2];                       /* [0] the coordinator; [1] its second STUN address */
+	unsigned nstun;
 	unsigned stun_tries;
 	/* under lock: read by other threads */
 	pthread_mutex_t lock;
 	bool registered;
 	bool natted;                     /* our observed TCP endpoint is none of our own */
-	bool has_ext_tcp, has_ext_udp;
+	bool has_ext_tcp, has_ext_udp, has_ext_udp2;
 	struct crust_endpoint ext_tcp, ext_udp;
+	struct crust_endpoint ext_udp2;  /* our mapping toward the second STUN address */
 	struct punch *punches;           /* punch.c */
 	uint32_t next_req;
 };

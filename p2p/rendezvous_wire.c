@@ -87,7 +87,7 @@ size_t rdv_encode(const struct rdv_msg *m, uint8_t *out)
 		return 1 + put_eps(out + 1, m);
 	case RDV_REGISTERED:
 		put32(out + 1, m->ttl_ms);
-		return 5 + put_ep(out + 5, &m->eps[0]);
+		return 5 + put_eps(out + 5, m);
 	case RDV_REACH:
 		put32(out + 1, m->req);
 		memcpy(out + 5, m->peer.bytes, 32);
@@ -138,8 +138,7 @@ int rdv_decode(const uint8_t *p, size_t len, struct rdv_msg *m)
 		if (len < 5)
 			return -EBADMSG;
 		m->ttl_ms = get32(p + 1);
-		m->neps = 1;
-		return get_ep(p + 5, len - 5, &m->eps[0]) == len - 5 ? 0 : -EBADMSG;
+		return get_eps(p + 5, len - 5, m) < 0 || m->neps < 1 ? -EBADMSG : 0;
 	case RDV_REACH:
 		if (len != 37)
 			return -EBADMSG;

@@ -5,7 +5,8 @@
  * in, bytes out; every decoder refuses trailing or missing bytes.
  *
  *   register    u8 5 | u8 n (<= RDV_MAX_EPS) | n x endpoint
- *   registered  u8 6 | u32 ttl_ms | endpoint (what the coordinator sees)
+ *   registered  u8 6 | u32 ttl_ms | u8 n (1..16) | n x endpoint: what the coordinator
+ *               sees (the session's source), then the coordinator's STUN addresses
  *   reach       u8 7 | u32 req | peer id (32)
  *   punch       u8 8 | u32 req | u8 flags | peer id (32) | u32 start_in_ms |
  *               token (16) | u8 n | n x endpoint
@@ -16,7 +17,8 @@
  *   listener, instead of the handshake): "CRLY" | u8 version 1 | u8 0 | token (16)
  *
  *   UDP punch probe (a datagram from the reliable-UDP listener's port):
- *   u8 0x3f | "crpb" | u8 version 1 | u8 flags (bit 0: an answer) | token (16) |
+ *   u8 0x3f | "crpb" | u8 version 1 | u8 flags (bit 0: an answer; bit 1: sent to a
+ *   predicted port, or answering a path found by prediction) | token (16) |
  *   sender's peer id (32). The first byte's top bits are 0, so reliable UDP
  *   hands it up; bytes 2-3 are never a STUN length, so it is no STUN message.
  */
@@ -37,6 +39,7 @@
 #define RELAY_PREAMBLE_LEN 22u
 #define PUNCH_PROBE_LEN 55u
 #define PUNCH_PROBE_ANSWER 1u
+#define PUNCH_PROBE_PREDICTED 2u   /* sent to a predicted port, or answers a path found so */
 
 enum rdv_code { RDV_REGISTER = 5, RDV_REGISTERED = 6, RDV_REACH = 7, RDV_PUNCH = 8,
 		RDV_REFUSED = 9 };

@@ -24,6 +24,10 @@ messages both ways:
     symmetric       <-> symmetric          relay
     port-restricted with RST routers       a punch despite ECONNREFUSED retries
     two hosts behind one port-restricted NAT  direct, over their LAN addresses
+    port-restricted <-> symmetric predictable  predicted: the symmetric side registered
+                                           its mappings toward both coordinator
+                                           addresses, the other side probes the next
+                                           ports in that sequence
 
 Then the NAT binding expiry: on routers whose UDP conntrack and mapping
 timeouts are 5 s, a udp-punched connection left idle for 15 s still carries
@@ -46,7 +50,7 @@ PUNCHED = ("tcp-punch", "udp-punch")
 KINDS = ["port", "port", "full", "addr", "sym", "sym", "port-rst", "port-rst"]
 # LANs 8 and 9: UDP conntrack and mapping timeouts of 5 s on their routers; LAN 10: two hosts
 SHORT = {"udp_timeout": 5, "udp_stream_timeout": 5}
-KINDS += [("full", SHORT), ("sym", SHORT), ("port", {"hosts": 2})]
+KINDS += [("full", SHORT), ("sym", SHORT), ("port", {"hosts": 2}), "sympred"]
 # (lan a, lan b, methods that may win, TCP between them filtered)
 PAIRS = [
     (0, 1, PUNCHED, False),
@@ -57,6 +61,7 @@ PAIRS = [
     (0, 4, ("relay",), False),
     (4, 5, ("relay",), False),
     (6, 7, PUNCHED, False),
+    (1, 11, ("predicted",), False),
 ]
 
 

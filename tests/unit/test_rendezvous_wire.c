@@ -83,8 +83,10 @@ Test(rendezvous_wire, register_registered_reach_refused_round_trip)
 {
 	struct rdv_msg r = { .code = RDV_REGISTER, .neps = 1 };
 	r.eps[0] = ep4("198.18.1.10", 5000, CRUST_TRANSPORT_TCP);
-	struct rdv_msg ok = { .code = RDV_REGISTERED, .ttl_ms = 60000, .neps = 1 };
+	struct rdv_msg ok = { .code = RDV_REGISTERED, .ttl_ms = 60000, .neps = 3 };
 	ok.eps[0] = ep4("203.0.113.1", 5000, CRUST_TRANSPORT_TCP);
+	ok.eps[1] = ep4("203.0.113.10", 3478, CRUST_TRANSPORT_RUDP);
+	ok.eps[2] = ep4("203.0.113.11", 3478, CRUST_TRANSPORT_RUDP);
 	struct rdv_msg reach = { .code = RDV_REACH, .req = 9 };
 	memset(reach.peer.bytes, 7, 32);
 	struct rdv_msg no = { .code = RDV_REFUSED, .req = 9, .refusal = RDV_UNKNOWN_PEER };
