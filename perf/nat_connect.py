@@ -19,12 +19,14 @@ from crustnode import CrustNode  # noqa: E402
 from punchlab import COORD_IP, PunchLab  # noqa: E402
 
 # (label, lan a, lan b, filter TCP between them)
-KINDS = ["port", "port", "full", "sym", "sym", "sym", "port-rst", "port-rst", "full", "sym"]
+KINDS = ["port", "port", "full", "sym", "sym", "sym", "port-rst", "port-rst", "full", "sym",
+         "port", "sympred"]
 ROWS = [
     ("port-restricted <-> port-restricted", 0, 1, False),
     ("full cone <-> symmetric", 8, 9, False),
     ("full cone <-> symmetric, TCP filtered", 2, 3, True),
     ("port-restricted (RST) <-> same", 6, 7, False),
+    ("port-restricted <-> symmetric predictable", 10, 11, False),
     ("symmetric <-> symmetric (relay)", 4, 5, False),
 ]
 
