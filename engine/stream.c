@@ -79,13 +79,44 @@ void eng_stream_attach(struct eng_stream *s, struct shard *sh, int fd,
 	arm_recv(s);
 }
 
+/*
+ * A socket bound to local with SO_REUSEADDR + SO_REUSEPORT, so it shares
+ * the port of our own listener: TCP hole punching needs the connect to
+ * leave from the port the NAT mapped for the listener (simultaneous open).
+ */
+static int bound_socket(const struct sockaddr *local, socklen_t llen)
+{
+	int fd = socket(local->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (local->sa_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, local, llen) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
 int eng_stream_connect(struct eng_stream *s, struct shard *sh, const struct sockaddr *addr,
 		       socklen_t len, uint32_t timeout_ms, const struct eng_stream_ops *ops,
 		       void *owner)
 {
-	int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	return eng_stream_connect_from(s, sh, NULL, 0, addr, len, timeout_ms, ops, owner);
+}
+
+int eng_stream_connect_from(struct eng_stream *s, struct shard *sh, const struct sockaddr *local,
+			    socklen_t llen, const struct sockaddr *addr, socklen_t len,
+			    uint32_t timeout_ms, const struct eng_stream_ops *ops, void *owner)
+{
+	int fd = local ? bound_socket(local, llen)
+		       : socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
+		return local ? fd : -errno;
 	init_common(s, sh, fd, ops, owner);
 	set_nodelay(fd);
 	s->connecting = true;

@@ -111,6 +111,13 @@ void eng_stream_attach(struct eng_stream *s, struct shard *sh, int fd,
 int eng_stream_connect(struct eng_stream *s, struct shard *sh, const struct sockaddr *addr,
 		       socklen_t len, uint32_t timeout_ms, const struct eng_stream_ops *ops,
 		       void *owner);
+/*
+ * The same from a socket bound to local first (SO_REUSEADDR + SO_REUSEPORT:
+ * it may share the port of our listener). -errno if binding fails.
+ */
+int eng_stream_connect_from(struct eng_stream *s, struct shard *sh, const struct sockaddr *local,
+			    socklen_t llen, const struct sockaddr *addr, socklen_t len,
+			    uint32_t timeout_ms, const struct eng_stream_ops *ops, void *owner);
 /* Queue m (frame = header + payload, see msg.h). On error the caller keeps m. */
 int eng_stream_send(struct eng_stream *s, struct crust_msg *m);
 /*

@@ -116,6 +116,12 @@ struct crust_config {
 	uint32_t pex_max_endpoints;  /* endpoints per peer-exchange answer, default 32 (at most 64) */
 	uint32_t auto_connect_max;   /* dial discovered peers while fewer are connected, default 32 */
 	uint32_t rebind_interval_ms; /* move listeners to new random ports this often; 0 = never */
+	/* NAT traversal (docs/CONFIG.md, docs/PROTOCOL.md "Rendezvous") */
+	const char *coordinator;     /* "ADDR:PORT" of a coordinator: crust session over TCP and
+	                                STUN over UDP on that address; NULL = none */
+	uint32_t coordinator_refresh_ms; /* re-register this often, default 20000 */
+	uint32_t punch_timeout_ms;   /* hole punching gives up after this, default 4000 */
+	bool no_relay;               /* never fall back to the coordinator's relay */
 	void *loaded;                /* what crust_config_load allocated; crust_config_release */
 	const char *rudp_cc;         /* reliable UDP congestion control: "bbr" (default), "cubic" */
 	uint32_t rudp_retry_pending; /* unfinished UDP handshakes per shard before new ones must
@@ -145,6 +151,15 @@ enum crust_event_type {
 	CRUST_EV_BOOTSTRAP_ROUND,         /* a bootstrap round ended without success; retry follows */
 };
 
+/* How a connection was made (NEW_CONNECTION and PUNCH_RESULT's via). */
+enum crust_via {
+	CRUST_VIA_DIRECT = 0,             /* dialed or accepted; no NAT in the way */
+	CRUST_VIA_UDP_PUNCH,              /* UDP hole punching (needs reliable UDP) */
+	CRUST_VIA_TCP_PUNCH,              /* TCP simultaneous open through NATs */
+	CRUST_VIA_PREDICTED,              /* punching to predicted ports of a symmetric NAT */
+	CRUST_VIA_RELAY,                  /* through the coordinator's relay */
+};
+
 /*
  * One event. Fields a type does not use are zero. For NEW_MESSAGE, msg
  * is a view the receiver owns: read crust_msg_data()/crust_msg_len() and
@@ -168,6 +183,8 @@ struct crust_event {
 	uint32_t round;                   /* BOOTSTRAP_ROUND/FINISHED: rounds so far (from 1) */
 	uint32_t tried, succeeded;        /* BOOTSTRAP_ROUND/FINISHED: endpoints of the last round */
 	uint32_t retry_ms;                /* BOOTSTRAP_ROUND: next round in this many ms */
+	enum crust_via via;               /* NEW_CONNECTION, PUNCH_RESULT: how it was made */
+	uint32_t elapsed_ms;              /* PUNCH_RESULT: from the request to the connection */
 };
 
 /* Fill cfg with defaults. */
@@ -236,6 +253,49 @@ CRUST_API CRUST_MUST_CHECK int crust_connect(struct crust_service *svc,
 CRUST_API CRUST_MUST_CHECK int crust_connect_peer(struct crust_service *svc,
 						  const struct crust_endpoint *ep,
 						  const struct crust_peer_id *peer);
+
+/*
+ * Connect to the node with id peer through the configured coordinator:
+ * both sides learn each other's candidates and a start time, try them at
+ * once (TCP simultaneous open from the listener port), and fall back to
+ * the coordinator's relay. PUNCH_RESULT follows (error set on failure,
+ * reason saying why: "no coordinator", "unknown peer", ...), and
+ * NEW_CONNECTION with via on success. -ENOTCONN without a coordinator
+ * session yet, -EALREADY while a punch to that peer runs.
+ */
+CRUST_API CRUST_MUST_CHECK int crust_connect_id(struct crust_service *svc,
+						const struct crust_peer_id *peer);
+
+/*
+ * Serve as a coordinator (p2p/coordinator.c): answer STUN Binding
+ * requests on UDP at each of cc->stun (ADDR:PORT), and rendezvous and
+ * relay for nodes that open a crust session to this service. Call after
+ * crust_start_listening. The service must have one shard (shards = 1):
+ * the relay splices connections on it.
+ */
+struct crust_coordinator_config {
+	const struct crust_endpoint *stun;   /* UDP addresses answering STUN (copied) */
+	size_t nstun;
+	uint32_t registration_ttl_ms;        /* a registration not refreshed expires, default 60000 */
+	uint32_t max_registrations;          /* in all, default 10000 */
+	uint32_t max_per_ip;                 /* registrations from one IP, default 64 */
+	uint32_t punch_lead_ms;              /* start time this far after the answer, default 300 */
+	bool relay_off;                      /* relay is on by default */
+	uint32_t relay_max_pairs;            /* relayed pairs at once, default 64 */
+	uint64_t relay_max_bytes;            /* per pair, both directions, default 64 MiB */
+	uint32_t relay_rate;                 /* bytes/s per pair, default 1 MiB/s */
+};
+CRUST_API CRUST_MUST_CHECK int crust_coordinator_start(struct crust_service *svc,
+						       const struct crust_coordinator_config *cc);
+struct crust_coordinator_stats {
+	uint64_t stun_requests, stun_answers, stun_errors, stun_dropped;
+	uint64_t registrations, registrations_refused, expired;
+	uint64_t rendezvous, rendezvous_unknown;
+	uint64_t relay_pairs, relay_bytes, relay_refused, relay_capped;
+	uint64_t registered_now;
+};
+CRUST_API void crust_coordinator_stats(struct crust_service *svc,
+				       struct crust_coordinator_stats *out);
 
 /*
  * Refuse a peer id ("64 hex") or an address ("IP" for every port,
@@ -352,6 +412,7 @@ CRUST_API int crust_endpoint_parse(const char *s, struct crust_endpoint *out);
 CRUST_API void crust_addr_format(const struct sockaddr_storage *addr, char *out, size_t n);
 CRUST_API const char *crust_event_name(enum crust_event_type type);
 CRUST_API const char *crust_transport_name(enum crust_transport t);
+CRUST_API const char *crust_via_name(enum crust_via via);
 CRUST_API const char *crust_strerror(int err);
 
 #ifdef __cplusplus

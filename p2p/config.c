@@ -27,7 +27,7 @@
 #define CONFIG_MAX_CONTACTS 1024u
 
 enum key_type { K_U16, K_U32, K_U64, K_UINT, K_BOOL, K_NOT_BOOL, K_STR, K_CONTACTS, K_LEVEL,
-		K_GRACE, K_BEACON_PORT };
+		K_GRACE, K_BEACON_PORT, K_ENDPOINT };
 
 struct key {
 	const char *name;
@@ -83,6 +83,10 @@ static const struct key keys[] = {
 	{ "auto_connect_max", K_U32, F(auto_connect_max), 1, 65536 },
 	{ "rebind_interval_ms", K_U32, F(rebind_interval_ms), 0, MS_MAX },
 	{ "log_level", K_LEVEL, F(log_level), 0, 0 },
+	{ "coordinator", K_ENDPOINT, F(coordinator), 0, 0 },
+	{ "coordinator_refresh_ms", K_U32, F(coordinator_refresh_ms), 1000, MS_MAX },
+	{ "punch_timeout_ms", K_U32, F(punch_timeout_ms), 100, MS_MAX },
+	{ "relay", K_NOT_BOOL, F(no_relay), 0, 0 },
 };
 #undef F
 
@@ -351,6 +355,14 @@ static int set_key(struct load *l, struct loaded *own, size_t i, const json_t *v
 	const struct key *k = &keys[i];
 	switch (k->type) {
 	case K_STR: return set_string(l, own, i, k, v, cfg);
+	case K_ENDPOINT: {
+		struct crust_endpoint ep;
+		if (json_is_string(v) && crust_endpoint_parse(json_string_value(v), &ep) < 0)
+			return fail(l, k->name, -1, -EINVAL,
+				    "bad endpoint \"%s\" (want ADDR:PORT or [IPv6]:PORT)",
+				    json_string_value(v));
+		return set_string(l, own, i, k, v, cfg);
+	}
 	case K_CONTACTS: return set_contacts(l, own, k, v, cfg);
 	case K_LEVEL: return set_level(l, k, v, cfg);
 	case K_BOOL:

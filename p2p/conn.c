@@ -14,8 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coordinator.h"
 #include "node.h"
 #include "pex.h"
+#include "rendezvous.h"
 
 static void list_add(struct p2p_shard *ps, struct p2p_conn *pc)
 {
@@ -147,6 +149,7 @@ static void on_accepted(void *ctx, struct tp_conn *c)
 		return;
 	}
 	pc->limited = true;
+	punch_claim(svc, pc); /* a punching peer's SYN that reached our listener first */
 	if (secure_start(pc) < 0)
 		conn_close(pc, -ENOMEM, "out of memory");
 }
@@ -155,6 +158,14 @@ static void on_connected(void *ctx, struct tp_conn *c, int res)
 {
 	struct crust_service *svc = ctx;
 	struct p2p_conn *pc = c->user;
+	if (res < 0 && (pc->punch_req || pc->rdv_session)) {
+		/* punch attempts fail by the dozen, quietly; the punch or the session retries */
+		punch_attempt_failed(pc);
+		pc->stopping = true;
+		rdv_conn_closed(pc);
+		conn_discard(pc, c->sh);
+		return;
+	}
 	if (res < 0 && pc->rudp_fallback && svc->rudp && !atomic_load(&c->sh->stop)) {
 		/* TCP did not get through (filtered, refused): the same endpoint over reliable UDP */
 		struct tp_conn *tc;
@@ -202,6 +213,8 @@ void conn_established(struct p2p_conn *pc)
 	memcpy(ref->transcript, pc->hs->transcript, 32);
 	ref->we_initiated = pc->outgoing;
 	ref->listen_port = pc->hs->peer_port;
+	ref->via = pc->via;
+	ref->coordinator = pc->rdv_session;
 	eng_timer_cancel(&pc->tc->sh->timers, &pc->hs_timer);
 	if (pc->limited) {
 		limiter_release(&svc->limiter, &pc->tc->remote);
@@ -217,18 +230,27 @@ void conn_established(struct p2p_conn *pc)
 		struct crust_event ev;
 		event_init(&ev, CRUST_EV_NEW_CONNECTION);
 		event_fill_conn(&ev, pc);
+		ev.via = pc->via;
 		event_emit(svc, &ev);
 	}
-	/* a duplicate that lost still proved the endpoint reaches the peer */
-	if (pc->outgoing)
+	/* a duplicate that lost still proved the endpoint reaches the peer; a punched or
+	 * relayed one did not (the NAT's mapping or the relay is no endpoint to cache) */
+	if (pc->tc->outgoing && pc->via == CRUST_VIA_DIRECT && !pc->punch_req)
 		boot_on_direct(svc, &pc->tc->remote, ref->transport, &ref->id);
-	pex_on_up(pc);
+	punch_established(pc);
+	rdv_conn_up(pc);
+	if (!pc->rdv_session && !svc->coord)
+		pex_on_up(pc);
 }
 
 static void on_received(void *ctx, struct tp_conn *c, struct crust_msg *m)
 {
 	(void)ctx;
 	struct p2p_conn *pc = c->user;
+	if (pc->relay && pc->state != CONN_CLOSING) {
+		relay_received(pc, m); /* coordinator: a frame between two relayed nodes */
+		return;
+	}
 	if (pc->state == CONN_CLOSING) {
 		eng_msg_free(m);
 		return;
@@ -311,7 +333,7 @@ static void report_handshake_failure(struct crust_service *svc, struct p2p_conn 
 				     const char *reason)
 {
 	struct crust_event ev;
-	event_init(&ev, pc->outgoing ? CRUST_EV_CONNECT_FAILED : CRUST_EV_HANDSHAKE_FAILED);
+	event_init(&ev, pc->tc->outgoing ? CRUST_EV_CONNECT_FAILED : CRUST_EV_HANDSHAKE_FAILED);
 	event_fill_conn(&ev, pc);
 	ev.error = err ? err : -ECONNRESET;
 	snprintf(ev.reason, sizeof(ev.reason), "%s", reason);
@@ -333,6 +355,12 @@ static void on_closed(void *ctx, struct tp_conn *c, int err, const char *reason)
 	struct crust_service *svc = ctx;
 	struct p2p_conn *pc = c->user;
 	log_close(svc, c, err, reason);
+	coord_conn_closed(pc);
+	rdv_conn_closed(pc);
+	if (!pc->ref && pc->punch_req) {
+		punch_attempt_failed(pc); /* an attempt that never came up: the punch says why */
+		pc->stopping = true;
+	}
 	if (err == -EMSGSIZE)
 		report_abuse(pc, err, reason); /* an oversized frame: the transport closed already */
 	if (pc->ref) {
@@ -354,6 +382,17 @@ static void on_closed(void *ctx, struct tp_conn *c, int err, const char *reason)
 	conn_discard(pc, c->sh);
 }
 
+/* A datagram the transport does not recognise: STUN or punch probes, for NAT traversal. */
+static void on_datagram(void *ctx, struct shard *sh, const struct sockaddr_storage *from,
+			socklen_t fromlen, const uint8_t *p, uint32_t len)
+{
+	struct crust_service *svc = ctx;
+	if (svc->coord)
+		coord_stun_datagram(svc, sh, from, fromlen, p, len);
+	else
+		rdv_datagram(svc, sh, from, fromlen, p, len);
+}
+
 const struct tp_callbacks conn_callbacks = {
 	.accepted = on_accepted,
 	.connected = on_connected,
@@ -361,6 +400,7 @@ const struct tp_callbacks conn_callbacks = {
 	.msg_done = on_msg_done,
 	.staged_done = on_staged_done,
 	.closed = on_closed,
+	.datagram = on_datagram,
 };
 
 void conn_send_ctrl(struct p2p_conn *pc, enum ctrl_code code)

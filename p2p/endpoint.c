@@ -150,6 +150,18 @@ CRUST_API const char *crust_transport_name(enum crust_transport t)
 	return t == CRUST_TRANSPORT_RUDP ? "rudp" : t == CRUST_TRANSPORT_TCP ? "tcp" : "any";
 }
 
+CRUST_API const char *crust_via_name(enum crust_via via)
+{
+	switch (via) {
+	case CRUST_VIA_DIRECT: return "direct";
+	case CRUST_VIA_UDP_PUNCH: return "udp-punch";
+	case CRUST_VIA_TCP_PUNCH: return "tcp-punch";
+	case CRUST_VIA_PREDICTED: return "predicted";
+	case CRUST_VIA_RELAY: return "relay";
+	}
+	return "unknown";
+}
+
 CRUST_API const char *crust_strerror(int err)
 {
 	return strerror(err < 0 ? -err : err);

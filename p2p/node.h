@@ -41,6 +41,8 @@ struct peer_ref {
 	uint8_t transcript[32];            /* immutable: names the connection on both ends */
 	bool we_initiated;                 /* immutable */
 	uint16_t listen_port;              /* immutable: the TCP port its handshake advertised */
+	enum crust_via via;                /* immutable: how the connection was made */
+	bool coordinator;                  /* immutable: our rendezvous session's peer */
 	/* set once when a duplicate connection took over (shard thread of sh writes, others read) */
 	_Atomic(struct peer_ref *) successor;
 	atomic_bool dead;                  /* its connection is gone; waiting for a successor */
@@ -51,6 +53,7 @@ struct peer_ref {
 /* Control messages inside records: length field with this bit set, one code byte. */
 #define CTRL_FLAG 0x80000000u
 enum ctrl_code { CTRL_PING = 1, CTRL_RETIRE = 2, CTRL_PEX_ASK = 3, CTRL_PEX_LIST = 4 };
+/* codes 5..9 are the rendezvous messages (rendezvous_wire.h) */
 
 /*
  * HANDSHAKE -> CONFIRMING (initiator only: keys agreed, waiting for the
@@ -90,6 +93,18 @@ struct p2p_conn {
 	bool stopping;                     /* closed by crust_service_free */
 	bool pex_asked;                    /* pex.c: our ask is outstanding */
 	uint64_t pex_served_ms;            /* pex.c: when we last answered an ask */
+	/* NAT traversal. outgoing above is the handshake role, tc->outgoing who dialed:
+	 * they differ on punched and relayed connections, where the coordinator names
+	 * the initiator */
+	enum crust_via via;                /* how it was made (new_connection's via) */
+	uint32_t punch_req;                /* punch.c: the punch this attempt belongs to, 0 = none */
+	uint8_t punch_cand;                /* punch.c: the candidate it dialed */
+	bool rdv_session;                  /* rendezvous.c: our session to the coordinator */
+	bool relay_dial;                   /* punch.c: send the relay preamble first */
+	uint8_t relay_token[16];
+	struct relay_leg *relay;           /* relay.c (coordinator): this is a relay leg */
+	double rdv_tokens;                 /* coordinator.c: control-message budget */
+	uint64_t rdv_tokens_ms;
 };
 
 struct wait_successor;
@@ -141,6 +156,9 @@ struct crust_service {
 	pthread_mutex_t poll_lock;
 	/* bootstrap, cache, peer exchange (bootstrap.c) */
 	struct boot *boot;
+	/* NAT traversal: the coordinator role (coordinator.c) or the node side (rendezvous.c) */
+	struct coordinator *coord;
+	struct rendezvous *rdv;
 };
 
 /* events.c */
@@ -203,6 +221,9 @@ void dedupe_stop(struct crust_service *svc, struct shard *sh);
 /* liveness.c: keepalives, idle timeout, provisional grace */
 void liveness_start(struct p2p_conn *pc);
 void liveness_stop(struct p2p_conn *pc);
+
+/* service.c: the listener's endpoints on our own addresses (no external ones) */
+int svc_local_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n);
 
 /* blacklist enforcement (service.c) */
 bool svc_blacklisted_addr(struct crust_service *svc, const struct sockaddr_storage *addr);

@@ -132,6 +132,9 @@ static bool listen_endpoint(const struct peer_ref *r, struct pex_entry *e)
 						       : sizeof(struct sockaddr_in);
 	if (!r->we_initiated)
 		eng_addr_set_port(&e->ep.addr, r->listen_port);
+	if (r->via != CRUST_VIA_DIRECT || r->coordinator)
+		return false; /* a NAT's mapping or the relay: nobody else can dial it; the
+				 coordinator is configured, not handed around */
 	e->id = r->id;
 	return is_usable(&e->ep.addr);
 }
@@ -181,7 +184,8 @@ static void answer(struct p2p_conn *pc)
 	}
 	pc->pex_served_ms = now;
 	struct pex_entry all[2 * PEX_MAX_ENDPOINTS];
-	size_t n = gather(svc, &pc->ref->id, all, 2 * PEX_MAX_ENDPOINTS);
+	/* a coordinator hands out peers only to those who ask it for one by id */
+	size_t n = svc->coord ? 0 : gather(svc, &pc->ref->id, all, 2 * PEX_MAX_ENDPOINTS);
 	size_t k = n < svc->cfg.pex_max_endpoints ? n : svc->cfg.pex_max_endpoints;
 	sample(all, n, k);
 	uint8_t msg[PEX_LIST_MAX];

@@ -14,8 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coordinator.h"
 #include "node.h"
 #include "pex.h"
+#include "rendezvous.h"
 #include "transports/framing.h"
 
 static int seal_cb(void *ctx, uint8_t *rec, uint32_t body_len)
@@ -58,6 +60,14 @@ int secure_start(struct p2p_conn *pc)
 	hs_config_of(pc, &cfg);
 	uint8_t out[HS_MAX_LEN];
 	size_t outlen;
+	if (pc->relay_dial) {
+		/* the coordinator pairs us with the peer by this token, then splices */
+		uint8_t pre[RELAY_PREAMBLE_LEN];
+		relay_preamble_encode(pc->relay_token, pre);
+		int err = send_raw(pc, pre, sizeof(pre));
+		if (err)
+			return err;
+	}
 	hs_start(pc->hs, &cfg, pc->outgoing, out, &outlen);
 	eng_timer_arm(&pc->tc->sh->timers, &pc->hs_timer, pc->svc->cfg.handshake_timeout_ms);
 	return outlen ? send_raw(pc, out, outlen) : 0;
@@ -184,6 +194,10 @@ static void control(struct p2p_conn *pc, const uint8_t *p, uint32_t len)
 		pc->peer_retired = true;
 	else if (len >= 1 && (p[0] == CTRL_PEX_ASK || p[0] == CTRL_PEX_LIST))
 		pex_control(pc, p, len);
+	else if (len >= 1 && rdv_is_code(p[0]) && pc->svc->coord)
+		coord_control(pc, p, len);
+	else if (len >= 1 && rdv_is_code(p[0]))
+		rdv_control(pc, p, len);
 	/* CTRL_PING and unknown codes: receiving it was the point */
 }
 
@@ -295,6 +309,11 @@ void secure_received(struct p2p_conn *pc, struct crust_msg *m)
 {
 	if (pc->refused) {
 		eng_msg_free(m); /* nothing a refused peer says is read */
+		return;
+	}
+	if (pc->state == CONN_HANDSHAKE && !pc->tc->outgoing && pc->hs->step == 0 &&
+	    relay_first_frame(pc, m->data, m->len)) {
+		eng_msg_free(m); /* coordinator: this connection is a relay leg from now on */
 		return;
 	}
 	if (pc->state == CONN_HANDSHAKE)

@@ -16,7 +16,9 @@
 #include <arpa/inet.h>
 
 #include "engine/addr.h"
+#include "coordinator.h"
 #include "node.h"
+#include "rendezvous.h"
 
 CRUST_API void crust_config_init(struct crust_config *cfg)
 {
@@ -59,6 +61,8 @@ static void fill_defaults(struct crust_config *c)
 	if (c->provisional_grace_ms == UINT32_MAX)
 		c->provisional_grace_ms = 0; /* never */
 	DEFAULT(log, default_log);
+	DEFAULT(coordinator_refresh_ms, RDV_REFRESH_DEFAULT);
+	DEFAULT(punch_timeout_ms, PUNCH_TIMEOUT_DEFAULT);
 #undef DEFAULT
 	boot_fill_defaults(c);
 }
@@ -89,6 +93,8 @@ static void on_shard_stop(struct shard *sh, void *ctx)
 {
 	struct crust_service *svc = ctx;
 	beacon_stop_shard(svc, sh);
+	coord_stop_shard(svc, sh);
+	rdv_stop_shard(svc, sh);
 	svc->tcp->vt->stop_shard(svc->tcp, sh);
 	conn_close_all(svc, sh);
 	dedupe_stop(svc, sh);
@@ -214,6 +220,8 @@ CRUST_API void crust_service_free(struct crust_service *svc)
 	eng_free(svc->eng);
 	boot_free(svc);
 	beacon_free(svc);
+	coord_free(svc);
+	rdv_free(svc);
 	if (svc->tcp)
 		svc->tcp->vt->destroy(svc->tcp);
 	if (svc->rudp)
@@ -296,6 +304,11 @@ CRUST_API int crust_start_listening(struct crust_service *svc)
 		int berr = beacon_start(svc);
 		if (berr)
 			svc_log(svc, CRUST_LOG_WARN, "beacon off: %s", strerror(-berr));
+		int rerr = rdv_start(svc);
+		if (rerr)
+			svc_log(svc, CRUST_LOG_ERROR, "coordinator '%s' not used: %s",
+				svc->cfg.coordinator, rerr == -EINVAL
+				? "not ADDR:PORT of the listener's family" : strerror(-rerr));
 	}
 	pthread_mutex_unlock(&svc->listen_lock);
 	return err;
@@ -678,13 +691,19 @@ static int add_transport(struct crust_service *svc, struct crust_endpoint *out, 
 	return got;
 }
 
-CRUST_API int crust_own_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n)
+int svc_local_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n)
 {
 	/* TCP endpoints first (callers asking for one get TCP), then reliable UDP */
 	int got = add_transport(svc, out, n, 0, svc->tcp_port, CRUST_TRANSPORT_TCP);
 	if (got < 0)
 		return got;
 	return add_transport(svc, out, n, got, svc->rudp_port, CRUST_TRANSPORT_RUDP);
+}
+
+CRUST_API int crust_own_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n)
+{
+	int got = svc_local_endpoints(svc, out, n);
+	return got < 0 ? got : rdv_external_endpoints(svc, out, n, got);
 }
 
 CRUST_API int crust_peers(struct crust_service *svc, struct crust_peer_id *out, size_t n)

@@ -7,6 +7,7 @@
 
 int cmd_node(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_coordinator(int argc, char **argv);
 
 /* Parse an unsigned number within [min, max]; false (with a message naming opt) if bad. */
 bool cli_uint(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out);

@@ -12,7 +12,7 @@
 static void usage(FILE *f)
 {
 	fputs("usage: crust node [options]        run a node: JSON events on stdout, commands on stdin\n"
-	      "       crust coordinator --listen ADDR:PORT\n"
+	      "       crust coordinator --listen ADDR:PORT [--listen ADDR2:PORT]... [options]\n"
 	      "       crust bench SCENARIO [options]\n"
 	      "       crust help | crust node --help | crust bench --help\n", f);
 }
@@ -42,10 +42,8 @@ int main(int argc, char **argv)
 		return cmd_node(argc - 1, argv + 1);
 	if (!strcmp(cmd, "bench"))
 		return cmd_bench(argc - 1, argv + 1);
-	if (!strcmp(cmd, "coordinator")) {
-		fputs("crust: coordinator: not built yet (NAT traversal issue)\n", stderr);
-		return 1;
-	}
+	if (!strcmp(cmd, "coordinator"))
+		return cmd_coordinator(argc - 1, argv + 1);
 	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
 		usage(stdout);
 		return 0;

@@ -53,7 +53,7 @@ void json_event(FILE *f, const struct crust_event *ev)
 		field_str(f, "peer", peer);
 		field_str(f, "addr", addr);
 		if (ev->type == CRUST_EV_NEW_CONNECTION) {
-			field_str(f, "via", "direct");
+			field_str(f, "via", crust_via_name(ev->via));
 			break;
 		}
 		field_str(f, "reason", ev->reason);
@@ -84,6 +84,25 @@ void json_event(FILE *f, const struct crust_event *ev)
 			fputs(",\"truncated\":true", f);
 		break;
 	}
+	case CRUST_EV_PUNCH_RESULT:
+		crust_peer_to_hex(&ev->peer, peer);
+		field_str(f, "peer", peer);
+		fprintf(f, ",\"ok\":%s", ev->error ? "false" : "true");
+		field_str(f, "via", crust_via_name(ev->via));
+		fprintf(f, ",\"elapsed_ms\":%u", ev->elapsed_ms);
+		if (!ev->error) {
+			crust_addr_format(&ev->addr, addr, sizeof(addr));
+			field_str(f, "addr", addr);
+		} else {
+			field_str(f, "reason", ev->reason);
+			fprintf(f, ",\"error\":%d", ev->error);
+		}
+		break;
+	case CRUST_EV_EXTERNAL_ENDPOINT:
+		crust_addr_format(&ev->addr, addr, sizeof(addr));
+		field_str(f, "addr", addr);
+		field_str(f, "source", ev->reason);
+		break;
 	case CRUST_EV_BOOTSTRAP_ROUND:
 	case CRUST_EV_BOOTSTRAP_FINISHED:
 		fprintf(f, ",\"round\":%u,\"tried\":%u,\"succeeded\":%u", ev->round, ev->tried,

@@ -47,15 +47,11 @@ static void node_usage(FILE *f)
 	      "                  [--hs-rate-per-s N] [--hs-burst N] [--hs-max-pending N]\n"
 	      "                  [--config F] [--cache F] [--no-cache] [--beacon-port N] [--no-beacon]\n"
 	      "                  [--no-pex] [--no-bootstrap] [--coordinator ADDR:PORT] [--rudp-cc bbr|cubic]\n"
+	      "                  [--punch-timeout-ms N] [--no-relay]\n"
 	      "defaults: --config $XDG_CONFIG_HOME/crust/config.json (missing: built-in defaults),\n"
 	      "          --cache $XDG_CACHE_HOME/crust/bootstrap.cache (~/.config, ~/.cache without XDG)\n"
 	      "stdin: connect ADDR:PORT [PEER] | send PEER TEXT | drop PEER | maintain PEER |\n"
 	      "       blacklist PEER|IP|IP:PORT | punch PEER | peers | stats | quit\n", f);
-}
-
-static void later(const char *opt)
-{
-	fprintf(stderr, "crust node: note: %s accepted but not built yet; ignored\n", opt);
 }
 
 enum {
@@ -63,7 +59,7 @@ enum {
 	OPT_HS_TIMEOUT, OPT_FRAME_TIMEOUT, OPT_CONFIG, OPT_CACHE, OPT_IDENTITY, OPT_BEACON_PORT,
 	OPT_NO_BEACON, OPT_COORD, OPT_TRACER, OPT_VERBOSE, OPT_HELP, OPT_KEEPALIVE, OPT_IDLE,
 	OPT_PROVISIONAL, OPT_FLOOD, OPT_HS_RATE, OPT_HS_BURST, OPT_HS_PENDING, OPT_NO_CACHE,
-	OPT_NO_PEX, OPT_NO_BOOTSTRAP, OPT_RUDP_CC,
+	OPT_NO_PEX, OPT_NO_BOOTSTRAP, OPT_RUDP_CC, OPT_PUNCH_TIMEOUT, OPT_NO_RELAY,
 };
 
 static const struct option options[] = {
@@ -85,6 +81,8 @@ static const struct option options[] = {
 	{ "no-pex", no_argument, NULL, OPT_NO_PEX },
 	{ "no-bootstrap", no_argument, NULL, OPT_NO_BOOTSTRAP },
 	{ "coordinator", required_argument, NULL, OPT_COORD },
+	{ "punch-timeout-ms", required_argument, NULL, OPT_PUNCH_TIMEOUT },
+	{ "no-relay", no_argument, NULL, OPT_NO_RELAY },
 	{ "tracer", no_argument, NULL, OPT_TRACER },
 	{ "verbose", no_argument, NULL, OPT_VERBOSE },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -226,7 +224,24 @@ static int parse_options(int argc, char **argv, struct crust_config *cfg, struct
 		case OPT_NO_BEACON:
 			cfg->no_beacon = true;
 			break;
-		case OPT_COORD: later("--coordinator (NAT traversal)"); break;
+		case OPT_COORD: {
+			struct crust_endpoint ep;
+			if (crust_endpoint_parse(optarg, &ep) < 0) {
+				fprintf(stderr, "crust node: --coordinator: bad endpoint '%s' (want "
+					"ADDR:PORT)\n", optarg);
+				return EXIT_USAGE;
+			}
+			cfg->coordinator = optarg;
+			break;
+		}
+		case OPT_PUNCH_TIMEOUT:
+			if (!cli_uint("--punch-timeout-ms", optarg, 100, 3600000, &v))
+				return EXIT_USAGE;
+			cfg->punch_timeout_ms = (uint32_t)v;
+			break;
+		case OPT_NO_RELAY:
+			cfg->no_relay = true;
+			break;
 		case OPT_TRACER:
 			cfg->tracer = true;
 			break;
@@ -308,6 +323,19 @@ static void do_send(struct node *n, char *arg)
 		n->sends_ok++;
 }
 
+static void do_punch(struct node *n, const struct crust_peer_id *id)
+{
+	int err = crust_connect_id(n->svc, id);
+	if (err == -ENOTCONN)
+		say_error("punch", "%s", "not registered with a coordinator (--coordinator)");
+	else if (err == -EALREADY)
+		say_error("punch", "%s", "a punch to that peer is under way");
+	else if (err == -EISCONN)
+		say_error("punch", "%s", "already connected to that peer");
+	else if (err)
+		say_error("punch", "%s", crust_strerror(err));
+}
+
 static void do_peers(struct node *n)
 {
 	struct crust_peer_id ids[1024];
@@ -376,8 +404,10 @@ static void run_command(struct node *n, char *line)
 			say_error("blacklist", "%s",
 				  err == -EINVAL ? "bad argument (want PEER, IP or IP:PORT)"
 						 : crust_strerror(err));
-	} else if (!strcmp(line, "punch"))
-		say_error("punch", "%s", "NAT traversal is not built yet");
+	} else if (!strcmp(line, "punch")) {
+		if (peer_arg("punch", arg, &id))
+			do_punch(n, &id);
+	}
 	else if (!strcmp(line, "peers"))
 		do_peers(n);
 	else if (!strcmp(line, "stats"))

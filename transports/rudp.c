@@ -372,6 +372,15 @@ static void on_datagram(struct eng_udp *u, struct eng_rxbuf *b, const struct soc
 	struct rudp_conn *last = NULL;
 	for (uint32_t off = 0; off < len; off += seg) {
 		uint32_t n = len - off < seg ? len - off : seg;
+		if ((p[off] & 0xc0) == 0) {
+			/* not ours (our packets set bit 6): STUN, punch probes - the layer above's */
+			const struct tp_callbacks *cb = rs->rt->base.cb;
+			if (cb->datagram && sock == &rs->lsock)
+				cb->datagram(rs->rt->base.cb_ctx, rs->sh, &ss, fromlen, p + off, n);
+			else
+				count(&rs->n.bad_packets);
+			continue;
+		}
 		struct rudp_conn *c = handle_packet(rs, sock, b, &ss, fromlen, p + off, n, now);
 		/* one flush per connection and batch: ACKs for the whole batch at once */
 		if (last && c != last)
@@ -585,6 +594,29 @@ static int rudp_connect(struct transport *t, struct shard *sh, const struct sock
 	return rudp_conn_start(c);
 }
 
+static int rudp_send_datagram(struct transport *t, struct shard *sh, const struct sockaddr *to,
+			      socklen_t tolen, const void *p, size_t len)
+{
+	struct rudp_transport *rt = (struct rudp_transport *)t;
+	struct rudp_shard *rs = &rt->shards[sh->id];
+	if (!rs->lsock.open || rs->lsock.udp.closing)
+		return -ENOTCONN;
+	if (len > RUDP_TXBUF || tolen > sizeof(struct sockaddr_storage))
+		return -EMSGSIZE;
+	struct rudp_txbuf *t_ = rudp_sock_can_send(&rs->lsock) ? rudp_txbuf_get(rs) : NULL;
+	if (!t_)
+		return -EAGAIN;
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	memcpy(&ss, to, tolen);
+	memcpy(t_->data, p, len);
+	t_->c = NULL; /* like a stateless reply: on_sent just recycles it */
+	int err = sock_send(&rs->lsock, &ss, tolen, t_, (uint32_t)len, 0);
+	if (err)
+		rudp_txbuf_put(rs, t_);
+	return err;
+}
+
 static int rudp_send(struct tp_conn *tc, struct crust_msg *m)
 {
 	return rudp_conn_send_msg((struct rudp_conn *)tc, m);
@@ -677,6 +709,7 @@ static const struct transport_vtable rudp_vtable = {
 	.listen = rudp_listen,
 	.rebind = rudp_rebind,
 	.connect = rudp_connect,
+	.send_datagram = rudp_send_datagram,
 	.send = rudp_send,
 	.close = rudp_close,
 	.shutdown = rudp_shutdown,

@@ -185,8 +185,9 @@ static void on_accept(struct eng_listener *l, int fd)
 	tt->base.cb->accepted(tt->base.cb_ctx, &c->base);
 }
 
-static int tcp_connect(struct transport *t, struct shard *sh, const struct sockaddr *addr,
-		       socklen_t len, void *user, struct tp_conn **out)
+static int tcp_connect_from(struct transport *t, struct shard *sh, const struct sockaddr *local,
+			    socklen_t llen, const struct sockaddr *addr, socklen_t len, void *user,
+			    struct tp_conn **out)
 {
 	struct tcp_conn *c = conn_new(t, sh);
 	if (!c)
@@ -196,14 +197,20 @@ static int tcp_connect(struct transport *t, struct shard *sh, const struct socka
 	memcpy(&c->base.remote, addr, len);
 	c->base.remote_len = len;
 	eng_timer_init(&c->frame_timer, frame_timeout_cb, c);
-	int err = eng_stream_connect(&c->s, sh, addr, len, t->limits.connect_timeout_ms,
-				     &stream_ops, c);
+	int err = eng_stream_connect_from(&c->s, sh, local, llen, addr, len,
+					  t->limits.connect_timeout_ms, &stream_ops, c);
 	if (err) {
 		free(c);
 		return err;
 	}
 	*out = &c->base;
 	return 0;
+}
+
+static int tcp_connect(struct transport *t, struct shard *sh, const struct sockaddr *addr,
+		       socklen_t len, void *user, struct tp_conn **out)
+{
+	return tcp_connect_from(t, sh, NULL, 0, addr, len, user, out);
 }
 
 static int tcp_send(struct tp_conn *tc, struct crust_msg *m)
@@ -332,6 +339,7 @@ static const struct transport_vtable tcp_vtable = {
 	.listen = tcp_listen,
 	.rebind = tcp_rebind,
 	.connect = tcp_connect,
+	.connect_from = tcp_connect_from,
 	.send = tcp_send,
 	.close = tcp_close,
 	.shutdown = tcp_shutdown,

@@ -41,6 +41,13 @@ struct tp_callbacks {
 			    int status);
 	/* the connection is gone (err 0 = closed locally or orderly); c is freed after return */
 	void (*closed)(void *ctx, struct tp_conn *c, int err, const char *reason);
+	/*
+	 * Optional: a datagram on a listener socket that is not the
+	 * transport's own (first byte's top two bits 00: STUN, hole-punching
+	 * probes), on the receiving shard's thread; p is valid during the call.
+	 */
+	void (*datagram)(void *ctx, struct shard *sh, const struct sockaddr_storage *from,
+			 socklen_t fromlen, const uint8_t *p, uint32_t len);
 };
 
 struct tp_limits {
@@ -91,6 +98,13 @@ struct transport_vtable {
 	 */
 	int (*connect)(struct transport *t, struct shard *sh, const struct sockaddr *addr,
 		       socklen_t len, void *user, struct tp_conn **out);
+	/*
+	 * The same from a local address (may share our listener's port: hole
+	 * punching). NULL if unsupported.
+	 */
+	int (*connect_from)(struct transport *t, struct shard *sh, const struct sockaddr *local,
+			    socklen_t llen, const struct sockaddr *addr, socklen_t len, void *user,
+			    struct tp_conn **out);
 	/* Queue a message (payload only; the transport frames it). On error the caller keeps m. */
 	int (*send)(struct tp_conn *c, struct crust_msg *m);
 	/* Close; closed() follows with err and reason. */
@@ -107,6 +121,14 @@ struct transport_vtable {
 	 * now on with keys from the secure session. 0 or -errno.
 	 */
 	int (*set_packet_keys)(struct tp_conn *c, const struct tp_packet_keys *keys);
+	/*
+	 * Optional (datagram transports): send len bytes (copied) to `to` from
+	 * shard sh's listener socket, so they leave through the same NAT
+	 * mapping as the transport's packets. Shard thread. -ENOTCONN without
+	 * a listener socket, -EAGAIN when no send buffer is free.
+	 */
+	int (*send_datagram)(struct transport *t, struct shard *sh, const struct sockaddr *to,
+			     socklen_t tolen, const void *p, size_t len);
 	/* Optional: add this transport's counters to *out (any thread). */
 	void (*stats)(struct transport *t, struct tp_stats *out);
 	/* Shard thread, at shutdown: close this shard's listeners. */

@@ -168,3 +168,19 @@ Test(config, a_directory_is_an_error_not_defaults)
 	cr_assert(eq(int, err, -EISDIR), "%s", why);
 	cr_assert(strstr(why, "config file /tmp") != NULL, "%s", why);
 }
+
+Test(config, nat_traversal_keys_are_read_and_a_bad_coordinator_is_named)
+{
+	struct crust_config cfg;
+	char why[512];
+	cr_assert(eq(int, load("{\"coordinator\": \"203.0.113.10:3478\", \"punch_timeout_ms\": 900,"
+			       " \"coordinator_refresh_ms\": 5000, \"relay\": false}",
+			       &cfg, why, sizeof(why)), 0), "%s", why);
+	cr_assert(eq(str, (char *)cfg.coordinator, "203.0.113.10:3478"));
+	cr_assert(eq(u32, cfg.punch_timeout_ms, 900));
+	cr_assert(eq(u32, cfg.coordinator_refresh_ms, 5000));
+	cr_assert(cfg.no_relay);
+	crust_config_release(&cfg);
+	expect_error("{\n\"coordinator\": \"nowhere\"}", "coordinator", "line 2");
+	expect_error("{\"coordinator\": 5}", "coordinator", NULL);
+}
