@@ -397,6 +397,8 @@ struct crust_stats {
 	uint64_t udp_lost_packets, udp_retx_bytes;
 	uint64_t udp_retries_sent;               /* stateless Retry answers (handshake load) */
 	uint64_t udp_rcvbuf_drops;               /* datagrams the kernel dropped: socket buffer full */
+	uint64_t udp_dup_packets;                /* authentic packets received before: dropped */
+	uint64_t udp_late_packets;               /* authentic packets arriving after a higher number */
 };
 CRUST_API void crust_stats(struct crust_service *svc, struct crust_stats *out);
 

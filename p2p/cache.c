@@ -14,7 +14,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <netinet/in.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -27,6 +26,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "fileio.h"
 
 #define SUM_OFF 48u
 #define SUM_LEN 16u
@@ -233,34 +233,6 @@ int cache_decode(const uint8_t *file, size_t len, struct cache_entry *out, uint3
 
 /* --- the file ------------------------------------------------------------------- */
 
-static int fsync_dir_of(const char *path)
-{
-	char *copy = strdup(path);
-	if (!copy)
-		return -ENOMEM;
-	int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	free(copy);
-	if (fd < 0)
-		return -errno;
-	int err = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
-	return err;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		len -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Write a new file holding entries (slot 0, seq 1) under path: temp, fsync, rename. */
 static int create_file(const char *path, uint32_t cap, const struct cache_entry *e, uint32_t n)
 {
@@ -277,7 +249,7 @@ static int create_file(const char *path, uint32_t cap, const struct cache_entry 
 	}
 	if (!err) {
 		cache_encode_slot(img, cap, 1, e, n);
-		err = write_all(fd, img, len);
+		err = fio_write_all(fd, img, len);
 	}
 	if (!err && (fchmod(fd, 0600) < 0 || fsync(fd) < 0))
 		err = -errno;
@@ -289,7 +261,7 @@ static int create_file(const char *path, uint32_t cap, const struct cache_entry 
 			unlink(tmp);
 	}
 	if (!err)
-		err = fsync_dir_of(path);
+		err = fio_sync_dir(path);
 	free(img);
 	free(tmp);
 	return err;

@@ -21,6 +21,7 @@
  */
 #define _GNU_SOURCE
 #include "identity.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -250,43 +251,6 @@ static int load_fd(int fd, const char *path, struct identity *out, char *why, si
 
 /* ---- creating ---- */
 
-static int write_all(int fd, const char *p, size_t len)
-{
-	while (len) {
-		ssize_t w = write(fd, p, len);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w, len -= (size_t)w;
-	}
-	return 0;
-}
-
-/* fsync the directory holding path, so a new or removed name survives a crash. */
-static int sync_dir(const char *path)
-{
-	char dir[PATH_MAX];
-	char *slash;
-	int fd, rc = 0;
-
-	snprintf(dir, sizeof dir, "%s", path);
-	slash = strrchr(dir, '/');
-	if (!slash)
-		strcpy(dir, ".");
-	else
-		slash[slash == dir] = '\0'; /* keep "/" for a file in the root */
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	/* EINVAL: this file system cannot sync directories; nothing more to do */
-	if (fsync(fd) < 0 && errno != EINVAL)
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
 static size_t format(const struct identity *id, char text[TEXT_LEN + 1])
 {
 	char seed[65], pk[65];
@@ -309,7 +273,7 @@ static int write_temp(char *tmp, const char *text, size_t len)
 		return -errno;
 	rc = fchmod(fd, 0600) < 0 ? -errno : 0; /* exactly 0600, whatever the umask */
 	if (!rc)
-		rc = write_all(fd, text, len);
+		rc = fio_write_all(fd, text, len);
 	if (!rc && fsync(fd) < 0)
 		rc = -errno;
 	if (close(fd) < 0 && !rc)
@@ -344,14 +308,14 @@ static int create(const char *path, struct identity *out, char *why, size_t whyl
 	rc = link(tmp, path) < 0 ? -errno : 0;
 	unlink(tmp);
 	if (rc == -EEXIST) {
-		sync_dir(path); /* our temp's removal; best effort, the winner syncs its link */
+		fio_sync_dir(path); /* our temp's removal; best effort, the winner syncs its link */
 		goto wipe;
 	}
 	if (rc) {
 		rc = fail(why, whylen, path, rc, "cannot create: link: %s", strerror(-rc));
 		goto wipe;
 	}
-	rc = sync_dir(path);
+	rc = fio_sync_dir(path);
 	if (rc) {
 		rc = fail(why, whylen, path, rc, "created, but cannot sync its directory: %s",
 			  strerror(-rc));

@@ -137,7 +137,7 @@ struct crust_service {
 	/* listeners */
 	pthread_mutex_t listen_lock;
 	_Atomic uint16_t tcp_port;           /* 0 until listening; moves with ports_rebind */
-	uint16_t rudp_port;
+	_Atomic uint16_t rudp_port;          /* 0 = no UDP listener; moves with ports_rebind */
 	struct sockaddr_storage bind_addr;
 	socklen_t bind_len;
 	/* LAN beacon (beacon.c): hook fields under listen_lock */

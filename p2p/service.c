@@ -296,9 +296,10 @@ CRUST_API int crust_start_listening(struct crust_service *svc)
 	if (!err) {
 		svc->tcp_port = tcp_port;
 		/* UDP where TCP listens: the same port number unless told otherwise */
-		uint16_t want = svc->cfg.rudp_port ? svc->cfg.rudp_port : tcp_port;
-		if (listen_on(svc, svc->rudp, want, &svc->rudp_port) < 0)
+		uint16_t want = svc->cfg.rudp_port ? svc->cfg.rudp_port : tcp_port, rudp_port = 0;
+		if (listen_on(svc, svc->rudp, want, &rudp_port) < 0)
 			svc_log(svc, CRUST_LOG_WARN, "reliable UDP listener failed; TCP only");
+		svc->rudp_port = rudp_port;
 		/* the beacon announces both ports: start it once they are known */
 		int berr = beacon_start(svc);
 		if (berr)
@@ -740,6 +741,8 @@ CRUST_API void crust_stats(struct crust_service *svc, struct crust_stats *out)
 	out->udp_retx_bytes = ts.retx_bytes;
 	out->udp_retries_sent = ts.retries_sent;
 	out->udp_rcvbuf_drops = ts.kernel_drops;
+	out->udp_dup_packets = ts.dup_packets;
+	out->udp_late_packets = ts.late_packets;
 	pthread_rwlock_rdlock(&svc->peers_lock);
 	out->connections = svc->npeers;
 	pthread_rwlock_unlock(&svc->peers_lock);

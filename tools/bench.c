@@ -18,6 +18,18 @@
  * are sampled over --seconds; one JSON object goes to stdout, progress to
  * stderr.
  *
+ * Two processes (--listen ADDR:PORT, --connect ADDR:PORT): the same
+ * throughput scenarios with one end per process, for a real or impaired
+ * path (perf/impaired.sh runs them in the two namespaces of the lab's
+ * wire). The receiver listens on ADDR:PORT (TCP and UDP), takes the first
+ * connection, measures --seconds after the warm-up, then drops it and
+ * reports; the sender stops queueing after its own window, waits for the
+ * receiver's close (at most TAIL_S: the close is one packet, which a lossy
+ * path may drop) and reports its side, with the reliable-UDP counters
+ * (packets lost, bytes resent) over the whole connection in "totals".
+ * The message checks run as usual at the receiver; nothing can be
+ * drained across processes, so "missing" is not counted there.
+ *
  * Threads: per-connection counters have one writer each (the receiving
  * shard or the sending thread) and are read by the main thread with
  * relaxed atomics: figures, not synchronisation.
@@ -57,6 +69,9 @@
 #define MAX_CONNS 64          /* throughput: sender services */
 #define MAX_DIALERS 20000     /* handshakes, idle: dialer services */
 #define CONNECT_TIMEOUT_S 5.0
+#define REMOTE_CONNECT_TIMEOUT_S 20.0 /* --connect: across a lossy, slow path */
+#define LISTEN_TIMEOUT_S 60.0         /* --listen: for the sender to come */
+#define TAIL_S 10.0                   /* --connect: after the window, for the receiver's close */
 #define DRAIN_TIMEOUT_S 5.0
 #define BACKOFF_NS 20000 /* after a run of yields: the queue is full, let the shard drain it */
 #define YIELDS_BEFORE_SLEEP 8
@@ -92,13 +107,14 @@ struct bench {
 	struct conn conns[MAX_CONNS];
 	atomic_bool stop;
 	_Atomic uint64_t lost_conns, send_failed, unknown_peer;
+	atomic_bool rx_known;        /* --connect: rx_id was set by NEW_CONNECTION */
 };
 
 /* What is sampled at the start and the end of the measured window. */
 struct sample {
 	double t;
 	uint64_t tx_msgs, tx_bytes, rx_msgs, rx_bytes, enobufs;
-	struct crust_stats rx_st, tx_st;
+	struct crust_stats rx_st, tx_st;  /* tx_st: the senders' counters summed */
 	double cpu_user, cpu_sys;
 	double thread_cpu[NROLES];
 	struct tcp_segs segs;
@@ -169,6 +185,11 @@ static void rx_event(void *ctx, const struct crust_event *ev)
 		on_rx_message(b, ev);
 		break;
 	case CRUST_EV_NEW_CONNECTION:
+		if (b->o.listen_at && !atomic_load(&b->conns[0].up)) {
+			/* one process per end: the first peer to connect is the sender */
+			b->conns[0].id = ev->peer;
+			atomic_store(&b->conns[0].up, true);
+		}
 		c = find_conn(b, &ev->peer);
 		if (c)
 			atomic_store(&c->tid[ROLE_RX_SHARD], gettid());
@@ -191,6 +212,10 @@ static void tx_event(void *ctx, const struct crust_event *ev)
 	struct conn *c = ctx;
 	switch (ev->type) {
 	case CRUST_EV_NEW_CONNECTION:
+		if (c->b->o.connect_to) {
+			c->b->rx_id = ev->peer; /* whoever listens there */
+			atomic_store(&c->b->rx_known, true);
+		}
 		atomic_store(&c->tid[ROLE_TX_SHARD], gettid());
 		atomic_store(&c->up, true);
 		break;
@@ -199,8 +224,11 @@ static void tx_event(void *ctx, const struct crust_event *ev)
 		atomic_store(&c->failed, true);
 		break;
 	case CRUST_EV_LOST_CONNECTION:
-		if (!atomic_load(&c->b->stop))
+		/* --connect: the receiver's close is the end of the run */
+		if (!atomic_load(&c->b->stop) && !c->b->o.connect_to)
 			fprintf(stderr, "crust bench: sender lost its connection: %s\n", ev->reason);
+		else if (c->b->o.connect_to && !c->b->o.json_only)
+			fprintf(stderr, "crust bench: the receiver ended the run (%s)\n", ev->reason);
 		atomic_fetch_add(&c->b->lost_conns, 1);
 		break;
 	case CRUST_EV_SEND_FAILED:
@@ -306,6 +334,34 @@ static void quiet_log(void *ctx, enum crust_log_level lvl, const char *msg)
 	fprintf(stderr, "crust %s: %s\n", lvl == CRUST_LOG_ERROR ? "error" : "warn", msg);
 }
 
+/* The transport the scenario measures: rudp-* dial the UDP listener (rudp://), the others TCP. */
+static enum crust_transport scenario_transport(const struct bench *b)
+{
+	return strncmp(b->o.sc->name, "rudp", 4) ? CRUST_TRANSPORT_TCP : CRUST_TRANSPORT_RUDP;
+}
+
+/* "ADDR:PORT" of --listen: the address alone in host (bind_addr), the port in *port. */
+static int split_listen(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+	struct crust_endpoint ep;
+	if (crust_endpoint_parse(s, &ep) < 0 || ep.transport != CRUST_TRANSPORT_ANY)
+		return -EINVAL;
+	const char *colon = strrchr(s, ':');
+	size_t n = (size_t)(colon - s);
+	if (n >= 2 && s[0] == '[' && s[n - 1] == ']') {
+		s++;
+		n -= 2;
+	}
+	if (n >= hostlen)
+		return -EINVAL;
+	memcpy(host, s, n);
+	host[n] = '\0';
+	*port = ntohs(ep.addr.ss_family == AF_INET6
+			      ? ((const struct sockaddr_in6 *)&ep.addr)->sin6_port
+			      : ((const struct sockaddr_in *)&ep.addr)->sin_port);
+	return 0;
+}
+
 static int start_receiver(struct bench *b, struct crust_endpoint *ep)
 {
 	struct crust_config cfg;
@@ -316,6 +372,13 @@ static int start_receiver(struct bench *b, struct crust_endpoint *ep)
 	cfg.bind_addr = "127.0.0.1";
 	cfg.no_beacon = true; /* no LAN beacon in benchmarks */
 	cfg.tcp_port = 0;
+	char host[64];
+	if (b->o.listen_at) {
+		if (split_listen(b->o.listen_at, host, sizeof(host), &cfg.tcp_port) < 0)
+			return -EINVAL;
+		cfg.rudp_port = cfg.tcp_port;
+		cfg.bind_addr = host;
+	}
 	cfg.rx_buffer_size = b->o.rx_buf;
 	cfg.tracer = b->o.tracer;
 	cfg.log = quiet_log;
@@ -328,9 +391,7 @@ static int start_receiver(struct bench *b, struct crust_endpoint *ep)
 	err = crust_start_listening(b->rx);
 	if (err)
 		return err;
-	/* rudp-* scenarios dial the UDP listener (rudp://), the others TCP */
-	enum crust_transport want = strncmp(b->o.sc->name, "rudp", 4) ? CRUST_TRANSPORT_TCP
-								      : CRUST_TRANSPORT_RUDP;
+	enum crust_transport want = scenario_transport(b);
 	struct crust_endpoint eps[8];
 	int n = crust_own_endpoints(b->rx, eps, 8);
 	for (int i = 0; i < n; i++) {
@@ -349,7 +410,7 @@ static int start_sender(struct conn *c, const struct crust_endpoint *ep)
 	cfg.shards = 1;
 	cfg.pin_shards = true;
 	cfg.first_cpu = 1 + c->idx;
-	cfg.bind_addr = "127.0.0.1";
+	cfg.bind_addr = c->b->o.connect_to ? NULL : "127.0.0.1"; /* NULL: any address */
 	cfg.no_beacon = true; /* no LAN beacon in benchmarks */
 	cfg.zerocopy_min = c->b->o.zc_min;
 	cfg.max_send_queue = c->b->o.send_queue;
@@ -367,7 +428,7 @@ static int start_sender(struct conn *c, const struct crust_endpoint *ep)
 /* Wait until every sender has its connection (or one failed). */
 static int wait_connected(struct bench *b)
 {
-	double deadline = now_s() + CONNECT_TIMEOUT_S;
+	double deadline = now_s() + (b->o.connect_to ? REMOTE_CONNECT_TIMEOUT_S : CONNECT_TIMEOUT_S);
 	for (;;) {
 		unsigned up = 0;
 		for (unsigned i = 0; i < b->o.conns; i++) {
@@ -383,8 +444,59 @@ static int wait_connected(struct bench *b)
 	}
 }
 
+/* --listen: the receiver alone, until the sender's connection is up. */
+static int setup_listen(struct bench *b)
+{
+	struct crust_endpoint ep;
+	int err = start_receiver(b, &ep);
+	if (err) {
+		fprintf(stderr, "crust bench: --listen %s: %s\n", b->o.listen_at, crust_strerror(err));
+		return err;
+	}
+	b->rx_port = ntohs(((const struct sockaddr_in *)&ep.addr)->sin_port);
+	b->conns[0].b = b;
+	if (!b->o.json_only)
+		fprintf(stderr, "crust bench: %s receiver listening on %s\n", b->o.sc->name,
+			b->o.listen_at);
+	double deadline = now_s() + LISTEN_TIMEOUT_S;
+	while (!atomic_load(&b->conns[0].up)) {
+		if (now_s() > deadline) {
+			fprintf(stderr, "crust bench: no sender connected within %.0f s\n",
+				LISTEN_TIMEOUT_S);
+			return -ETIMEDOUT;
+		}
+		usleep(1000);
+	}
+	return 0;
+}
+
+/* --connect: the sender alone, connected to the receiver at connect_to. */
+static int setup_connect(struct bench *b)
+{
+	struct crust_endpoint ep;
+	if (crust_endpoint_parse(b->o.connect_to, &ep) < 0) {
+		fprintf(stderr, "crust bench: --connect: ADDR:PORT expected, got '%s'\n",
+			b->o.connect_to);
+		return -EINVAL;
+	}
+	ep.transport = scenario_transport(b);
+	struct conn *c = &b->conns[0];
+	c->b = b;
+	int err = start_sender(c, &ep);
+	if (!err)
+		err = wait_connected(b);
+	if (err)
+		fprintf(stderr, "crust bench: connecting to %s: %s\n", b->o.connect_to,
+			crust_strerror(err));
+	return err;
+}
+
 static int setup(struct bench *b)
 {
+	if (b->o.listen_at)
+		return setup_listen(b);
+	if (b->o.connect_to)
+		return setup_connect(b);
 	struct crust_endpoint ep;
 	int err = start_receiver(b, &ep);
 	if (!err)
@@ -411,6 +523,8 @@ static int setup(struct bench *b)
 
 static int start_senders(struct bench *b)
 {
+	if (b->o.listen_at)
+		return 0; /* the sender is the other process */
 	for (unsigned i = 0; i < b->o.conns; i++) {
 		struct conn *c = &b->conns[i];
 		int ret = pthread_create(&c->thread, NULL, send_main, c);
@@ -478,6 +592,8 @@ static void take_sample(struct bench *b, struct sample *s)
 		s->rx_msgs += ld(&c->rx_msgs);
 		s->rx_bytes += ld(&c->rx_bytes);
 		s->enobufs += ld(&c->enobufs);
+		if (!c->svc)
+			continue; /* --listen: the sender is the other process */
 		struct crust_stats st;
 		crust_stats(c->svc, &st);
 		s->tx_st.tx_bytes += st.tx_bytes;
@@ -485,8 +601,17 @@ static void take_sample(struct bench *b, struct sample *s)
 		s->tx_st.tx_send_calls += st.tx_send_calls;
 		s->tx_st.tx_zc_sends += st.tx_zc_sends;
 		s->tx_st.tx_zc_copied += st.tx_zc_copied;
+		s->tx_st.udp_tx_packets += st.udp_tx_packets;
+		s->tx_st.udp_rx_packets += st.udp_rx_packets;
+		s->tx_st.udp_lost_packets += st.udp_lost_packets;
+		s->tx_st.udp_retx_bytes += st.udp_retx_bytes;
+		s->tx_st.udp_auth_failures += st.udp_auth_failures;
+		s->tx_st.udp_rcvbuf_drops += st.udp_rcvbuf_drops;
+		s->tx_st.udp_dup_packets += st.udp_dup_packets;
+		s->tx_st.udp_late_packets += st.udp_late_packets;
 	}
-	crust_stats(b->rx, &s->rx_st);
+	if (b->rx)
+		crust_stats(b->rx, &s->rx_st);
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	s->cpu_user = tv_s(ru.ru_utime);
@@ -502,12 +627,16 @@ static void progress(struct bench *b, const struct sample *prev, const struct sa
 	if (b->o.json_only)
 		return;
 	double dt = cur->t - prev->t;
-	double bytes = (double)(cur->rx_bytes - prev->rx_bytes);
-	fprintf(stderr, "crust bench: %5.1f s  %7.2f Gbit/s  %11.0f msg/s  enobufs %llu\n",
-		cur->t - t0, bytes * 8 / dt / 1e9, (double)(cur->rx_msgs - prev->rx_msgs) / dt,
+	/* --connect: only what was accepted for sending is known here */
+	bool tx = b->o.connect_to != NULL;
+	double bytes = (double)(tx ? cur->tx_bytes - prev->tx_bytes : cur->rx_bytes - prev->rx_bytes);
+	double msgs = (double)(tx ? cur->tx_msgs - prev->tx_msgs : cur->rx_msgs - prev->rx_msgs);
+	fprintf(stderr, "crust bench: %5.1f s  %7.3f Gbit/s  %11.0f msg/s %s  enobufs %llu\n",
+		cur->t - t0, bytes * 8 / dt / 1e9, msgs / dt, tx ? "sent" : "received",
 		(unsigned long long)(cur->enobufs - prev->enobufs));
 }
 
+/* Stop measuring: a connection is gone (--connect: the receiver's close ends the run) or a send failed. */
 static bool failing(struct bench *b)
 {
 	if (atomic_load(&b->lost_conns))
@@ -533,6 +662,18 @@ static void measure(struct bench *b, struct sample *start, struct sample *end)
 		if (failing(b) || t >= stop_t)
 			break; /* on failure the report says why; the figures cover what ran */
 	}
+}
+
+/* --connect: after the window, wait (bounded) until the receiver closes. */
+static bool sender_tail(struct bench *b)
+{
+	double deadline = now_s() + TAIL_S;
+	while (!atomic_load(&b->lost_conns)) {
+		if (now_s() > deadline)
+			return false;
+		usleep(1000);
+	}
+	return true;
 }
 
 /* After the senders stopped: wait until what they sent has arrived. */
@@ -562,6 +703,9 @@ static double per(uint64_t num, uint64_t den)
 struct errors {
 	uint64_t seq, len, missing, lost_conns, send_failed, unknown_peer;
 	int send_err;
+	/* --connect: the receiver's close was not heard within TAIL_S; no error: its CLOSE
+	 * packet is sent once, and a lossy path may drop it (the receiver's own report counts) */
+	bool no_close;
 };
 
 static void count_errors(struct bench *b, uint64_t missing, struct errors *e)
@@ -577,6 +721,13 @@ static void count_errors(struct bench *b, uint64_t missing, struct errors *e)
 		e->len += ld(&c->len_errors);
 		if (atomic_load(&c->send_err))
 			e->send_err = atomic_load(&c->send_err);
+	}
+	if (b->o.connect_to) {
+		/* the receiver's close ends the run: losing the connection then is no error,
+		 * nor are the sends it cut short */
+		e->lost_conns = e->send_failed = 0;
+		if (e->send_err == -ENOTCONN)
+			e->send_err = 0;
 	}
 }
 
@@ -595,10 +746,12 @@ static void report_params(const struct bench *b, double dt)
 		snprintf(pin, sizeof(pin), "none");
 	else
 		snprintf(pin, sizeof(pin), "%d", b->o.sender_cpu);
-	printf("{\"scenario\":\"%s\",\"size\":%u,\"seconds\":%.3f,\"conns\":%u,\"shards\":%u,"
+	const char *mode = b->o.listen_at ? "listen" : b->o.connect_to ? "connect" : "local";
+	const char *at = b->o.listen_at ? b->o.listen_at : b->o.connect_to;
+	printf("{\"scenario\":\"%s\",\"mode\":\"%s\",\"at\":\"%s\",\"size\":%u,\"seconds\":%.3f,\"conns\":%u,\"shards\":%u,"
 	       "\"api\":\"%s\",\"sender_cpu\":\"%s\",\"rx_buffer_size\":%u,\"zerocopy_min\":%u,"
 	       "\"send_queue\":%u,\"fill\":%s,\"records\":\"%s\",\"cipher\":\"%s\",",
-	       b->o.sc->name, b->o.size, dt, b->o.conns, b->o.shards,
+	       b->o.sc->name, mode, at ? at : "", b->o.size, dt, b->o.conns, b->o.shards,
 	       b->o.api == API_COPY ? "crust_send" : "crust_send_msg", pin, b->o.rx_buf,
 	       b->o.zc_min, b->o.send_queue, b->o.fill ? "true" : "false",
 	       b->o.tracer ? "tracer" : "sealed", cipher_name(b->o.tracer));
@@ -616,7 +769,7 @@ static void report_params(const struct bench *b, double dt)
  * side's sockets (TCP_INFO); cpu per side: the sending threads and tx
  * shards, the rx shards.
  */
-static void report_rates(const struct sample *s0, const struct sample *s1)
+static void report_rates(const struct bench *b, const struct sample *s0, const struct sample *s1)
 {
 	double dt = s1->t - s0->t;
 	double rx_bytes = (double)(s1->rx_bytes - s0->rx_bytes);
@@ -639,6 +792,10 @@ static void report_rates(const struct sample *s0, const struct sample *s1)
 			    "TCP data segments (TCP_INFO of each side's sockets; loopback MSS ~64 KiB)");
 	printf("\"tx_gbit_s\":%.3f,\"rx_gbit_s\":%.3f,", tx_bytes * 8 / dt / 1e9,
 	       rx_bytes * 8 / dt / 1e9);
+	/* what the receiver got, in the units of network benchmarks (none at a lone sender) */
+	printf("\"goodput_mbps\":");
+	json_num(b->o.connect_to ? NAN : rx_bytes * 8 / dt / 1e6, 2);
+	printf(",");
 	printf("\"enobufs_retries\":%llu,", (unsigned long long)(s1->enobufs - s0->enobufs));
 }
 
@@ -675,20 +832,69 @@ static void report_stats(const struct sample *s0, const struct sample *s1)
 static void report_errors(const struct errors *e)
 {
 	printf("\"errors\":{\"seq\":%llu,\"len\":%llu,\"missing\":%llu,\"lost_conns\":%llu,"
-	       "\"send_failed\":%llu,\"unknown_peer\":%llu,\"send_err\":%d}}\n",
+	       "\"send_failed\":%llu,\"unknown_peer\":%llu,\"send_err\":%d,\"no_close\":%s}}\n",
 	       (unsigned long long)e->seq, (unsigned long long)e->len,
 	       (unsigned long long)e->missing, (unsigned long long)e->lost_conns,
 	       (unsigned long long)e->send_failed, (unsigned long long)e->unknown_peer,
-	       e->send_err);
+	       e->send_err, e->no_close ? "true" : "false");
+}
+
+/* One side's reliable-UDP counters, b minus a (a NULL: since the service started). */
+static void print_udp(const char *name, const struct crust_stats *a, const struct crust_stats *b)
+{
+	static const struct crust_stats zero;
+	if (!a)
+		a = &zero;
+#define D(f) (unsigned long long)(b->f - a->f)
+	printf("\"%s\":{\"udp_tx_packets\":%llu,\"udp_rx_packets\":%llu,\"udp_lost_packets\":%llu,"
+	       "\"udp_retx_bytes\":%llu,\"udp_auth_failures\":%llu,\"udp_dup_packets\":%llu,"
+	       "\"udp_late_packets\":%llu,\"udp_rcvbuf_drops\":%llu}",
+	       name, D(udp_tx_packets), D(udp_rx_packets), D(udp_lost_packets), D(udp_retx_bytes),
+	       D(udp_auth_failures), D(udp_dup_packets), D(udp_late_packets), D(udp_rcvbuf_drops));
+#undef D
+}
+
+/*
+ * Reliable-UDP counters of each side in this process, over the window ("udp")
+ * and over the whole connection up to the end ("totals", with the
+ * application's bytes and messages): retx_ratio = bytes resent by the sender /
+ * bytes the receiver got, when both ends are here.
+ */
+static void report_udp(const struct bench *b, const struct sample *s0, const struct sample *s1,
+		       const struct sample *fin)
+{
+	bool tx = !b->o.listen_at, rx = !b->o.connect_to;
+	printf("\"udp\":{");
+	if (tx)
+		print_udp("sender", &s0->tx_st, &s1->tx_st);
+	if (rx) {
+		printf(tx ? "," : "");
+		print_udp("receiver", &s0->rx_st, &s1->rx_st);
+	}
+	printf("},\"totals\":{\"tx_msgs\":%llu,\"tx_bytes\":%llu,\"rx_msgs\":%llu,\"rx_bytes\":%llu",
+	       (unsigned long long)fin->tx_msgs, (unsigned long long)fin->tx_bytes,
+	       (unsigned long long)fin->rx_msgs, (unsigned long long)fin->rx_bytes);
+	if (tx) {
+		printf(",");
+		print_udp("sender", NULL, &fin->tx_st);
+	}
+	if (rx) {
+		printf(",");
+		print_udp("receiver", NULL, &fin->rx_st);
+	}
+	printf("},\"retx_ratio\":");
+	json_num(tx && rx ? per(fin->tx_st.udp_retx_bytes, fin->rx_bytes) : NAN, 5);
+	printf(",");
 }
 
 static void report(const struct bench *b, const struct sample *s0, const struct sample *s1,
-		   const struct errors *e)
+		   const struct sample *fin, const struct errors *e)
 {
 	report_params(b, s1->t - s0->t);
-	report_rates(s0, s1);
+	report_rates(b, s0, s1);
 	report_cpu(s0, s1);
 	report_stats(s0, s1);
+	report_udp(b, s0, s1, fin);
 	report_errors(e);
 	fflush(stdout);
 }
@@ -705,12 +911,20 @@ static int run_throughput(const struct bench_opts *o)
 	b->o = *o;
 	int ret = 1;
 	if (setup(b) == 0 && start_senders(b) == 0) {
-		struct sample s0, s1;
+		struct sample s0, s1, fin;
 		measure(b, &s0, &s1);
 		stop_senders(b);
+		/* --connect: what is queued still flows (the send queue holds seconds of it)
+		 * until the receiver, its window over, closes */
+		bool closed = b->o.connect_to ? sender_tail(b) : true;
 		struct errors e;
-		count_errors(b, drain(b), &e);
-		report(b, &s0, &s1, &e);
+		/* across processes nothing can be drained: the receiver's checks still run */
+		count_errors(b, b->o.listen_at || b->o.connect_to ? 0 : drain(b), &e);
+		e.no_close = !closed;
+		if (b->o.listen_at)
+			(void)crust_drop(b->rx, &b->conns[0].id); /* the sender's signal to stop */
+		take_sample(b, &fin);
+		report(b, &s0, &s1, &fin, &e);
 		ret = any_error(&e) ? 1 : 0;
 		if (ret)
 			fprintf(stderr, "crust bench: integrity check FAILED (see \"errors\")\n");
@@ -1531,6 +1745,7 @@ static void bench_usage(FILE *f)
 	      "                           [--sender-cpu N|none] [--rx-buffer-size N]\n"
 	      "                           [--zerocopy-min N] [--send-queue N] [--fill]\n"
 	      "                           [--dialers N] [--drop-by listener|dialer] [--batch N]\n"
+	      "                           [--listen ADDR:PORT | --connect ADDR:PORT]\n"
 	      "scenarios:\n"
 	      "  tcp-bulk    throughput, 131072-byte messages (--size)\n"
 	      "  tcp-msgs    throughput, 64-byte messages (--size)\n"
@@ -1561,6 +1776,12 @@ static void bench_usage(FILE *f)
 	      "  --send-queue N  senders' max_send_queue in bytes (default: the library's, 64 MiB)\n"
 	      "  --fill          the sending thread writes every byte of a message (default: only\n"
 	      "                  the 16 bytes of sequence stamps)\n"
+	      "tcp-*, rudp-* with one end per process (a real or impaired path, one connection):\n"
+	      "  --listen ADDR:PORT   the receiver: listen there (TCP and UDP), take the first\n"
+	      "                  connection, measure --seconds, close it and report (goodput_mbps)\n"
+	      "  --connect ADDR:PORT  the sender: dial the receiver there (rudp-*: over UDP),\n"
+	      "                  send until it closes, report the sender's side and, in\n"
+	      "                  \"totals\", its reliable-UDP counters (udp_retx_bytes ...)\n"
 	      "handshakes:\n"
 	      "  --dialers N     spread the dials over N dialer services (default: one each);\n"
 	      "                  fewer services than dials makes duplicate connections, which\n"
@@ -1575,7 +1796,7 @@ static void bench_usage(FILE *f)
 
 enum { OPT_SIZE = 1000, OPT_SECONDS, OPT_CONNS, OPT_SHARDS, OPT_API, OPT_SENDER_CPU,
        OPT_RX_BUF, OPT_ZC_MIN, OPT_SEND_QUEUE, OPT_FILL, OPT_DIALERS, OPT_DROP_BY, OPT_BATCH, OPT_TRACER,
-       OPT_JSON_ONLY, OPT_HELP };
+       OPT_JSON_ONLY, OPT_LISTEN, OPT_CONNECT, OPT_HELP };
 
 static const struct option options[] = {
 	{ "size", required_argument, NULL, OPT_SIZE },
@@ -1593,6 +1814,8 @@ static const struct option options[] = {
 	{ "batch", required_argument, NULL, OPT_BATCH },
 	{ "tracer", no_argument, NULL, OPT_TRACER },
 	{ "json-only", no_argument, NULL, OPT_JSON_ONLY },
+	{ "listen", required_argument, NULL, OPT_LISTEN },
+	{ "connect", required_argument, NULL, OPT_CONNECT },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
 };
@@ -1698,6 +1921,35 @@ static int parse_word(int c, struct bench_opts *o)
 	return 0;
 }
 
+/* --listen / --connect: one of them, a throughput scenario, one connection, a valid ADDR:PORT. */
+static int check_two_process(const struct bench_opts *o)
+{
+	const char *opt = o->listen_at ? "--listen" : "--connect";
+	const char *at = o->listen_at ? o->listen_at : o->connect_to;
+	if (!at)
+		return 0;
+	if (o->listen_at && o->connect_to) {
+		fprintf(stderr, "crust bench: --listen and --connect: one end per process\n");
+		return EXIT_USAGE;
+	}
+	if (o->sc->run != run_throughput) {
+		fprintf(stderr, "crust bench: %s: only tcp-* and rudp-* run one end per process\n",
+			opt);
+		return EXIT_USAGE;
+	}
+	if (o->conns != 1) {
+		fprintf(stderr, "crust bench: %s: one connection (--conns 1)\n", opt);
+		return EXIT_USAGE;
+	}
+	struct crust_endpoint ep;
+	if (crust_endpoint_parse(at, &ep) < 0 || ep.transport != CRUST_TRANSPORT_ANY) {
+		fprintf(stderr, "crust bench: %s: ADDR:PORT expected (e.g. 198.18.100.2:5201), got '%s'\n",
+			opt, at);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
 static int parse_options(int argc, char **argv, struct bench_opts *o)
 {
 	bool size_set = false;
@@ -1713,6 +1965,10 @@ static int parse_options(int argc, char **argv, struct bench_opts *o)
 			o->tracer = true;
 		} else if (c == OPT_FILL) {
 			o->fill = true;
+		} else if (c == OPT_LISTEN) {
+			o->listen_at = optarg;
+		} else if (c == OPT_CONNECT) {
+			o->connect_to = optarg;
 		} else if (c == OPT_API || c == OPT_DROP_BY) {
 			if (parse_word(c, o))
 				return EXIT_USAGE;
@@ -1741,7 +1997,7 @@ static int parse_options(int argc, char **argv, struct bench_opts *o)
 		fprintf(stderr, "crust bench: %s: --conns at most %u\n", o->sc->name, o->sc->max_conns);
 		return EXIT_USAGE;
 	}
-	return 0;
+	return check_two_process(o);
 }
 
 /* ---- the command ---- */

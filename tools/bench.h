@@ -54,6 +54,9 @@ struct bench_opts {
 	unsigned dialers;   /* handshakes: dialer services (0 = one per dial in flight) */
 	enum drop_by drop_by; /* handshakes: which end drops each new connection */
 	unsigned batch;     /* udp-pps: datagrams per send (1 = no UDP_SEGMENT; 0 = as many as fit) */
+	/* throughput across a real path: one end per process (NULL: both ends here) */
+	const char *listen_at;  /* the receiver: listen on ADDR:PORT, take one connection */
+	const char *connect_to; /* the sender: dial ADDR:PORT, send until the receiver closes */
 };
 
 /* The scenarios outside bench.c. */

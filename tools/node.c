@@ -357,7 +357,8 @@ static void do_stats(struct node *n)
 	       "\"rx_msgs\":%llu,\"tx_msgs\":%llu,\"rx_enobufs\":%llu,"
 	       "\"udp_rx_packets\":%llu,\"udp_tx_packets\":%llu,\"udp_bad_packets\":%llu,"
 	       "\"udp_auth_failures\":%llu,\"udp_unknown_cid\":%llu,\"udp_lost_packets\":%llu,"
-	       "\"udp_retx_bytes\":%llu,\"udp_retries_sent\":%llu,\"udp_rcvbuf_drops\":%llu",
+	       "\"udp_retx_bytes\":%llu,\"udp_retries_sent\":%llu,\"udp_rcvbuf_drops\":%llu,"
+	       "\"udp_dup_packets\":%llu,\"udp_late_packets\":%llu",
 	       (unsigned long long)s.connections, (unsigned long long)s.rx_bytes,
 	       (unsigned long long)s.tx_bytes, (unsigned long long)s.rx_msgs,
 	       (unsigned long long)s.tx_msgs, (unsigned long long)s.rx_enobufs,
@@ -365,7 +366,8 @@ static void do_stats(struct node *n)
 	       (unsigned long long)s.udp_bad_packets, (unsigned long long)s.udp_auth_failures,
 	       (unsigned long long)s.udp_unknown_cid, (unsigned long long)s.udp_lost_packets,
 	       (unsigned long long)s.udp_retx_bytes, (unsigned long long)s.udp_retries_sent,
-	       (unsigned long long)s.udp_rcvbuf_drops);
+	       (unsigned long long)s.udp_rcvbuf_drops, (unsigned long long)s.udp_dup_packets,
+	       (unsigned long long)s.udp_late_packets);
 	printf(",\"beacon_port\":%u", crust_beacon_port(n->svc));
 	const struct { const char *name; uint64_t v; } beacon[] = {
 		{ "rx", s.beacon_rx }, { "accepted", s.beacon_accepted }, { "own", s.beacon_own },

@@ -81,6 +81,56 @@ bool rudp_sock_can_send(const struct rudp_sock *s)
 	return s->open && !s->udp.closing && s->udp.free_slots;
 }
 
+static void close_sock(struct rudp_sock *s)
+{
+	if (s->open && !s->udp.closing)
+		eng_udp_close(&s->udp);
+}
+
+/* A listening socket is freed once it is closed and no connection points at it. */
+static void sock_maybe_free(struct rudp_sock *s)
+{
+	if (!s->listener || s->open || s->nconns)
+		return;
+	struct rudp_shard *rs = s->rs;
+	for (struct rudp_sock **pp = &rs->retired; *pp; pp = &(*pp)->next_retired) {
+		if (*pp == s) {
+			*pp = s->next_retired;
+			break;
+		}
+	}
+	if (rs->lsock == s)
+		rs->lsock = NULL;
+	free(s);
+}
+
+void rudp_sock_hold(struct rudp_sock *s)
+{
+	s->nconns++;
+}
+
+void rudp_sock_release(struct rudp_sock *s)
+{
+	if (--s->nconns)
+		return;
+	if (s->open && s->retired)
+		close_sock(s); /* on_sock_closed frees it */
+	else
+		sock_maybe_free(s);
+}
+
+/* A re-bind replaced s: it takes no new connections and closes after its last one. */
+static void retire_sock(struct rudp_shard *rs, struct rudp_sock *s)
+{
+	s->retired = true;
+	if (!s->nconns) {
+		close_sock(s);
+		return;
+	}
+	s->next_retired = rs->retired;
+	rs->retired = s;
+}
+
 static int sock_send(struct rudp_sock *s, const struct sockaddr_storage *to, socklen_t tolen,
 		     struct rudp_txbuf *t, uint32_t len, uint16_t gso)
 {
@@ -189,6 +239,11 @@ static struct rudp_conn *accept_initial(struct rudp_shard *rs, struct rudp_sock 
 	/* small Initials are never answered: no amplification from a spoofed source */
 	if (len < RUDP_MIN_INITIAL || rs->stopping || !rt->bound) {
 		count(&rs->n.bad_packets);
+		return NULL;
+	}
+	/* the listener moved away from this port: new connections go to the new one */
+	if (sock->retired) {
+		count(&rs->n.unknown_cid);
 		return NULL;
 	}
 	bool token_ok = h->token_len &&
@@ -306,6 +361,12 @@ static void on_datagram(struct eng_udp *u, struct eng_rxbuf *b, const struct soc
 		return;
 	memset(&ss, 0, sizeof(ss));
 	memcpy(&ss, from, fromlen);
+	/* the kernel's drop count is per socket and sockets come and go: keep the sum per shard */
+	if (u->rx_kernel_drops > sock->drops_seen) {
+		atomic_fetch_add_explicit(&rs->n.kernel_drops, u->rx_kernel_drops - sock->drops_seen,
+					  memory_order_relaxed);
+		sock->drops_seen = u->rx_kernel_drops;
+	}
 	uint64_t now = rudp_now_us();
 	uint32_t seg = gso_size ? gso_size : len;
 	struct rudp_conn *last = NULL;
@@ -355,6 +416,7 @@ static void on_sock_closed(struct eng_udp *u)
 {
 	struct rudp_sock *sock = u->owner;
 	sock->open = false;
+	sock_maybe_free(sock);
 }
 
 static const struct eng_udp_ops udp_ops = {
@@ -380,6 +442,7 @@ static int open_sock(struct rudp_shard *rs, struct rudp_sock *s, int fd, int fam
 	set_dont_fragment(fd, family);
 	s->rs = rs;
 	s->family = family;
+	s->drops_seen = 0;
 	int err = eng_udp_open(&s->udp, rs->sh, fd, &udp_ops, s);
 	if (err) {
 		close(fd);
@@ -398,33 +461,33 @@ struct listen_mail {
 	int family;
 };
 
+/* The shard takes fd as its listening socket; the one it had (a re-bind) is retired. */
 static void start_listener(struct shard *sh, struct eng_mail *m)
 {
 	struct listen_mail *lm = (struct listen_mail *)m;
-	if (atomic_load(&sh->stop) || lm->rs->stopping)
+	struct rudp_shard *rs = lm->rs;
+	struct rudp_sock *s = NULL;
+	if (!atomic_load(&sh->stop) && !rs->stopping)
+		s = calloc(1, sizeof(*s));
+	if (!s) {
 		close(lm->fd);
-	else
-		open_sock(lm->rs, &lm->rs->lsock, lm->fd, lm->family);
+		goto out;
+	}
+	s->listener = true;
+	if (open_sock(rs, s, lm->fd, lm->family) < 0) {
+		free(s);
+		goto out;
+	}
+	if (rs->lsock)
+		retire_sock(rs, rs->lsock);
+	rs->lsock = s;
+out:
 	free(lm);
 }
 
-static int rudp_listen(struct transport *t, const struct sockaddr *addr, socklen_t len,
-		       uint16_t *port, bool *fallback)
+static void post_listeners(struct rudp_transport *rt, const int *fds, int family)
 {
-	struct rudp_transport *rt = (struct rudp_transport *)t;
-	unsigned n = t->eng->nshards;
-	if (rt->bound)
-		return -EALREADY;
-	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof(ss));
-	memcpy(&ss, addr, len);
-	int fds[n];
-	int err = eng_bind_port_group(SOCK_DGRAM, &ss, len, n, fds, fallback);
-	if (err)
-		return err;
-	*port = eng_addr_port(&ss);
-	rt->bound = true;
-	for (unsigned i = 0; i < n; i++) {
+	for (unsigned i = 0; i < rt->base.eng->nshards; i++) {
 		struct listen_mail *lm = calloc(1, sizeof(*lm));
 		if (!lm) {
 			close(fds[i]);
@@ -433,17 +496,59 @@ static int rudp_listen(struct transport *t, const struct sockaddr *addr, socklen
 		lm->m.fn = start_listener;
 		lm->rs = &rt->shards[i];
 		lm->fd = fds[i];
-		lm->family = ss.ss_family;
-		eng_post(&t->eng->shards[i], &lm->m);
+		lm->family = family;
+		eng_post(&rt->base.eng->shards[i], &lm->m);
 	}
+}
+
+static int rudp_listen(struct transport *t, const struct sockaddr *addr, socklen_t len,
+		       uint16_t *port, bool *fallback)
+{
+	struct rudp_transport *rt = (struct rudp_transport *)t;
+	if (rt->bound)
+		return -EALREADY;
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	memcpy(&ss, addr, len);
+	int fds[t->eng->nshards];
+	int err = eng_bind_port_group(SOCK_DGRAM, &ss, len, t->eng->nshards, fds, fallback);
+	if (err)
+		return err;
+	*port = eng_addr_port(&ss);
+	rt->bound = true;
+	post_listeners(rt, fds, ss.ss_family);
+	return 0;
+}
+
+/*
+ * Move the listeners: bind a new group on addr's port (random if 0 or
+ * taken), then each shard swaps. Connections on the old sockets keep
+ * them, both ways; each old socket closes after its shard's last one.
+ */
+static int rudp_rebind(struct transport *t, const struct sockaddr *addr, socklen_t len,
+		       uint16_t *port)
+{
+	struct rudp_transport *rt = (struct rudp_transport *)t;
+	if (!rt->bound)
+		return -ENOTCONN;
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	memcpy(&ss, addr, len);
+	int fds[t->eng->nshards];
+	bool fallback;
+	int err = eng_bind_port_group(SOCK_DGRAM, &ss, len, t->eng->nshards, fds, &fallback);
+	if (err)
+		return err;
+	*port = eng_addr_port(&ss);
+	post_listeners(rt, fds, ss.ss_family);
 	return 0;
 }
 
 /* The socket a dial from this shard uses: the listener's (one port for both ways), else our own. */
 static int dial_sock(struct rudp_shard *rs, int family, struct rudp_sock **out)
 {
-	if (rs->lsock.open && rs->lsock.udp.fd >= 0) {
-		*out = &rs->lsock;
+	if (rs->lsock && rs->lsock->open && !rs->lsock->udp.closing) {
+		*out = rs->lsock;
 		return 0;
 	}
 	if (!rs->csock.open) {
@@ -476,7 +581,7 @@ static int rudp_connect(struct transport *t, struct shard *sh, const struct sock
 	int err = dial_sock(rs, addr->sa_family, &sock);
 	if (err)
 		return err;
-	if (sock == &rs->lsock && addr->sa_family != rs->lsock.family)
+	if (sock == rs->lsock && addr->sa_family != rs->lsock->family)
 		return -EAFNOSUPPORT;
 	struct rudp_conn *c = rudp_conn_new(rs, sock, true, 0);
 	if (!c)
@@ -537,12 +642,6 @@ static int rudp_set_packet_keys(struct tp_conn *tc, const struct tp_packet_keys 
 	return rudp_conn_set_keys((struct rudp_conn *)tc, keys);
 }
 
-static void close_sock(struct rudp_sock *s)
-{
-	if (s->open && !s->udp.closing)
-		eng_udp_close(&s->udp);
-}
-
 static void rudp_stop_shard(struct transport *t, struct shard *sh)
 {
 	struct rudp_transport *rt = (struct rudp_transport *)t;
@@ -550,7 +649,13 @@ static void rudp_stop_shard(struct transport *t, struct shard *sh)
 	rs->stopping = true;
 	for (struct rudp_conn *c = rs->conns; c; c = c->next)
 		rudp_conn_close(c, 0, "service stopped", true);
-	close_sock(&rs->lsock);
+	/* each listening socket is freed by its close, or by its last connection's end */
+	for (struct rudp_sock *s = rs->retired, *next; s; s = next) {
+		next = s->next_retired;
+		close_sock(s);
+	}
+	if (rs->lsock)
+		close_sock(rs->lsock);
 	close_sock(&rs->csock);
 }
 
@@ -568,10 +673,10 @@ static void rudp_stats(struct transport *t, struct tp_stats *out)
 		ADD(lost_packets);
 		ADD(retx_bytes);
 		ADD(retries_sent);
+		ADD(kernel_drops);
+		ADD(dup_packets);
+		ADD(late_packets);
 #undef ADD
-		/* read without the shard's lock: the engine updates it per receive */
-		out->kernel_drops += rt->shards[i].lsock.udp.rx_kernel_drops +
-				     rt->shards[i].csock.udp.rx_kernel_drops;
 	}
 }
 
@@ -602,6 +707,7 @@ static const struct transport_vtable rudp_vtable = {
 	.kind = CRUST_TRANSPORT_RUDP,
 	.name = "rudp",
 	.listen = rudp_listen,
+	.rebind = rudp_rebind,
 	.connect = rudp_connect,
 	.send_datagram = rudp_send_datagram,
 	.send = rudp_send,
@@ -633,7 +739,6 @@ int rudp_transport_new(struct eng *eng, const struct tp_callbacks *cb, void *cb_
 	for (unsigned i = 0; i < eng->nshards; i++) {
 		rt->shards[i].rt = rt;
 		rt->shards[i].sh = &eng->shards[i];
-		rt->shards[i].lsock.udp.fd = -1;
 		rt->shards[i].csock.udp.fd = -1;
 	}
 	randombytes_buf(rt->secret, sizeof(rt->secret));

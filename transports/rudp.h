@@ -37,11 +37,23 @@
 struct rudp_shard;
 struct rudp_conn;
 
+/*
+ * A UDP socket of a shard. The dialing socket is embedded in the shard;
+ * listening sockets are on the heap, because a re-bind replaces the
+ * shard's listening socket while connections still use the old one: the
+ * old one is retired (no new connections), and closed once its last
+ * connection is gone (or at shutdown), then freed once closed and unused.
+ */
 struct rudp_sock {
 	struct eng_udp udp;
 	struct rudp_shard *rs;
+	struct rudp_sock *next_retired;
+	unsigned nconns;                /* connections sending from it */
+	uint64_t drops_seen;            /* udp.rx_kernel_drops already counted */
 	int family;
 	bool open;
+	bool listener;                  /* heap: freed when closed and unused */
+	bool retired;                   /* replaced by a re-bind */
 };
 
 /* One GSO send: up to 64 KiB of packets, the same size but the last. */
@@ -59,13 +71,16 @@ struct rudp_cid_ent {
 
 struct rudp_counters {
 	_Atomic uint64_t rx_packets, tx_packets, bad_packets, auth_failures, unknown_cid,
-		lost_packets, retx_bytes, retries_sent, forwarded;
+		lost_packets, retx_bytes, retries_sent, forwarded, kernel_drops, dup_packets,
+		late_packets;
 };
 
 struct rudp_shard {
 	struct rudp_transport *rt;
 	struct shard *sh;
-	struct rudp_sock lsock, csock;  /* the listener's socket; an ephemeral one for dialing */
+	struct rudp_sock *lsock;        /* the listening socket (NULL before listen) */
+	struct rudp_sock *retired;      /* old listening sockets that connections still use */
+	struct rudp_sock csock;         /* an ephemeral socket for dialing before listen */
 	struct rudp_cid_ent *cids[RUDP_CID_BUCKETS];
 	struct rudp_txbuf *free_tx;
 	unsigned ntx;                   /* allocated */
@@ -160,6 +175,9 @@ void rudp_txbuf_put(struct rudp_shard *rs, struct rudp_txbuf *t);
 /* Send len bytes of t (segments of gso bytes, 0 = one packet) to the conn's peer. */
 int rudp_conn_output(struct rudp_conn *c, struct rudp_txbuf *t, uint32_t len, uint16_t gso);
 bool rudp_sock_can_send(const struct rudp_sock *s);
+/* A connection starts / stops sending from s (rudp_conn_new / its final free). */
+void rudp_sock_hold(struct rudp_sock *s);
+void rudp_sock_release(struct rudp_sock *s);
 int rudp_cid_add(struct rudp_shard *rs, uint64_t cid, struct rudp_conn *c);
 void rudp_cid_del(struct rudp_shard *rs, uint64_t cid);
 struct rudp_conn *rudp_cid_find(struct rudp_shard *rs, uint64_t cid);

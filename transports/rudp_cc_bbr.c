@@ -182,8 +182,8 @@ static void bbr_on_ack(struct rudp_cc *cc, const struct rudp_ack_sample *s)
 	}
 	if (s->srtt_us)
 		cc->srtt_hint_us = s->srtt_us;
+	/* s->lost_bytes came through on_loss already (which also hears timer-found losses) */
 	b->round_delivered += s->acked_bytes;
-	b->round_lost += s->lost_bytes;
 	bool new_round = s->prior_delivered >= b->next_round_delivered && s->acked_bytes;
 	if (new_round) {
 		b->next_round_delivered = s->delivered;

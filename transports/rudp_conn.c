@@ -105,6 +105,7 @@ struct rudp_conn *rudp_conn_new(struct rudp_shard *rs, struct rudp_sock *sock, b
 	if (rs->conns)
 		rs->conns->prev = c;
 	rs->conns = c;
+	rudp_sock_hold(sock);
 	rs->sh->live++;
 	return c;
 }
@@ -423,9 +424,14 @@ void rudp_conn_input(struct rudp_conn *c, const struct rudp_hdr *h, uint8_t *pkt
 		count(&c->rs->n.auth_failures, 1);
 		return;
 	}
-	if (is_duplicate(c, pn))
+	if (is_duplicate(c, pn)) {
+		count(&c->rs->n.dup_packets, 1);
 		return;
+	}
 	count(&c->rs->n.rx_packets, 1);
+	/* a resend has a new number: only the path reorders packets into a lower one */
+	if (c->largest_rx_pn != UINT64_MAX && pn < c->largest_rx_pn)
+		count(&c->rs->n.late_packets, 1);
 	c->last_rx_us = now;
 	c->amp_rx += len;
 	c->cur_long = h->type != RUDP_PKT_SHORT;
@@ -946,6 +952,8 @@ static void finalize(struct rudp_conn *c)
 		rudp_aead_free(&c->pkt_tx);
 		rudp_aead_free(&c->pkt_rx);
 	}
+	/* last: a retired socket may close and be freed with its last connection */
+	rudp_sock_release(c->sock);
 	rs->sh->live--;
 	free(c);
 }

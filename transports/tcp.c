@@ -293,8 +293,8 @@ static void post_listeners(struct tcp_transport *tt, const int *fds)
 }
 
 /*
- * Move the listeners to a new random port: bind it on every shard, then
- * each shard swaps. Established connections stay (they are not the
+ * Move the listeners to addr's port (random if 0 or taken): bind it on
+ * every shard, then each shard swaps. Established connections stay (they are not the
  * listener's); accepts still in the old listener's queue are dropped.
  */
 static int tcp_rebind(struct transport *t, const struct sockaddr *addr, socklen_t len,
@@ -306,9 +306,8 @@ static int tcp_rebind(struct transport *t, const struct sockaddr *addr, socklen_
 	struct sockaddr_storage ss;
 	memset(&ss, 0, sizeof(ss));
 	memcpy(&ss, addr, len);
-	eng_addr_set_port(&ss, 0);
 	int fds[t->eng->nshards];
-	bool fallback; /* port 0: always a new random port */
+	bool fallback;
 	int err = eng_bind_port_group(SOCK_STREAM, &ss, len, t->eng->nshards, fds, &fallback);
 	if (err)
 		return err;

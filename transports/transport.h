@@ -72,6 +72,7 @@ struct tp_packet_keys {
 struct tp_stats {
 	uint64_t rx_packets, tx_packets, bad_packets, auth_failures, unknown_cid;
 	uint64_t lost_packets, retx_bytes, retries_sent, kernel_drops;
+	uint64_t dup_packets, late_packets;
 };
 
 struct transport_vtable {
@@ -85,8 +86,9 @@ struct transport_vtable {
 	int (*listen)(struct transport *t, const struct sockaddr *addr, socklen_t len,
 		      uint16_t *port, bool *fallback);
 	/*
-	 * Move the listeners to a new random port on addr's address (any
-	 * thread, after listen); connections stay up. NULL if unsupported.
+	 * Move the listeners to addr (port 0, or a taken port: a new random
+	 * one), port in *port. Any thread, after listen; connections stay up
+	 * and keep working both ways. NULL if unsupported.
 	 */
 	int (*rebind)(struct transport *t, const struct sockaddr *addr, socklen_t len,
 		      uint16_t *port);

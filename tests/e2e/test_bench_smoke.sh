@@ -113,6 +113,41 @@ check_json "$tmp/u.json" udp-pps || fail "udp-pps --batch 1: JSON"
 grep -q '"batch":1,"gso":false' "$tmp/u.json" || fail "udp-pps --batch 1: not one per send"
 ok "udp-pps --batch 1"
 
+# one end per process (--listen / --connect), on loopback: both ends report, the
+# receiver a goodput figure and clean checks, the sender the reliable-UDP counters
+for sc in tcp-bulk rudp-bulk; do
+	port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	timeout -k 5 60 "$CRUST" bench "$sc" --listen "127.0.0.1:$port" --seconds 0.3 --json-only \
+		>"$tmp/rx.json" 2>"$tmp/rx.err" &
+	rx_pid=$!
+	rc=0
+	for _ in 1 2 3; do # the receiver may not listen yet: the sender's dial then fails at once
+		sleep 0.3
+		rc=0
+		timeout -k 5 60 "$CRUST" bench "$sc" --connect "127.0.0.1:$port" --seconds 0.3 \
+			--json-only >"$tmp/tx.json" 2>"$tmp/tx.err" || rc=$?
+		[ "$rc" -eq 0 ] && break
+	done
+	rx_rc=0
+	wait "$rx_pid" || rx_rc=$?
+	[ "$rc" -eq 0 ] && [ "$rx_rc" -eq 0 ] ||
+		{ cat "$tmp/rx.err" "$tmp/tx.err" >&2; fail "$sc two processes: exit $rx_rc / $rc"; }
+	check_json "$tmp/rx.json" "$sc" || fail "$sc --listen: JSON"
+	check_json "$tmp/tx.json" "$sc" || fail "$sc --connect: JSON"
+	"$PY" - "$tmp/rx.json" "$tmp/tx.json" "$sc" <<'EOF'
+import json, sys
+rx, tx = (json.load(open(p)) for p in sys.argv[1:3])
+assert rx["mode"] == "listen" and tx["mode"] == "connect", (rx["mode"], tx["mode"])
+assert isinstance(rx["goodput_mbps"], (int, float)) and tx["goodput_mbps"] is None
+assert rx["totals"]["rx_msgs"] > 0 and tx["totals"]["tx_msgs"] >= rx["totals"]["rx_msgs"]
+assert not any(v for k, v in rx["errors"].items()), rx["errors"]
+assert not any(v for k, v in tx["errors"].items() if k != "no_close"), tx["errors"]
+if sys.argv[3].startswith("rudp"):
+    assert isinstance(tx["totals"]["sender"]["udp_retx_bytes"], int), tx["totals"]
+EOF
+	ok "$sc --listen / --connect: both ends report"
+done
+
 # usage errors: exit 2, a message naming the problem, nothing on stdout
 usage_case() { # WHAT EXPECT-IN-STDERR ARGS...
 	local what=$1 expect=$2 rc=0
@@ -129,4 +164,8 @@ usage_case "no scenario" "which scenario" --seconds 1
 usage_case "bad seconds" "--seconds" tcp-msgs --seconds 0
 usage_case "udp-pps size too large" "--size at most" udp-pps --size 70000
 usage_case "udp-pps batch too large" "a batch is at most" udp-pps --size 1400 --batch 64
+usage_case "--listen on a connection scenario" "only tcp-" handshakes --listen 127.0.0.1:5201
+usage_case "--listen and --connect" "one end per process" tcp-bulk --listen 127.0.0.1:1 --connect 127.0.0.1:1
+usage_case "--connect without a port" "ADDR:PORT expected" rudp-bulk --connect 127.0.0.1
+usage_case "--listen with two connections" "one connection" tcp-bulk --listen 127.0.0.1:1 --conns 2
 echo "bench smoke: all checks passed"

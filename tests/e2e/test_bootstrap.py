@@ -9,8 +9,9 @@ real `crust node` processes on loopback (no beacon: --no-beacon).
    new_bootstrap_connection and bootstrap_finished.
 3. Peer exchange: A-B and B-C; A learns C's endpoint from B and connects
    to C; C enters A's cache only after that direct connection.
-4. Re-bind: with rebind_interval_ms the listener moves to new random ports;
-   an existing connection keeps working and a newcomer reaches the new port.
+4. Re-bind: with rebind_interval_ms the listeners move to new random ports
+   (UDP to the TCP port's number); existing TCP and reliable-UDP connections
+   keep working both ways and newcomers reach the new ports over both.
 5. A cache file that is corrupt, truncated, of another version or empty:
    the node starts, its log names the file and where it was set aside
    (the old bytes kept), and the new cache works.
@@ -119,28 +120,72 @@ def part_pex(tmp):
         n.quit()
 
 
+def moved(a, transport):
+    """A's next listener_started for transport after a move."""
+    return a.wait_for("listener_started", lambda e: e.get("transport") == transport and
+                      "moved from port" in e.get("reason", ""), timeout=10)
+
+
+def newest_port(a, transport, port):
+    """The port of A's latest move of transport seen so far (port if none since)."""
+    for ev in a.pending("listener_started", lambda e: e.get("transport") == transport):
+        port = ev["port"]
+    return port
+
+
+def dial_newest(node, a, transport, port):
+    """node dials A's newest transport port; a dial that loses the race with
+    the next move (the old port stops taking connections) is retried."""
+    for _ in range(3):
+        node.send_command("connect %s://127.0.0.1:%d" % (transport, port))
+        ev = node.wait_for(None, lambda e: e["event"] in ("connect_failed", "new_connection"),
+                           timeout=30)
+        if ev["event"] == "new_connection":
+            check(ev["peer"] == a.peer and ev["transport"] == transport,
+                  "a newcomer reached A over %s on its newest port %d" % (transport, port), node)
+            return
+        log("dial of %s port %d failed (%s); A moved meanwhile?" % (transport, port, ev))
+        port = newest_port(a, transport, port)
+    check(False, "a newcomer reached A over %s" % transport, node, a)
+
+
 def part_rebind(tmp):
-    log("--- 4. listeners move to new random ports; connections stay")
+    log("--- 4. listeners move to new random ports; connections stay (TCP and reliable UDP)")
     cfg = os.path.join(tmp, "rebind.json")
-    write_config(cfg, {"rebind_interval_ms": 700})
+    write_config(cfg, {"rebind_interval_ms": 1000})
     a = CrustNode("A", args=NB + ["--no-pex", "--no-cache", "--config", cfg], isolated=False)
     b = CrustNode("B", args=NB)
+    d = CrustNode("D", args=NB)
+    c = CrustNode("C", args=NB)              # newcomers, started now: they dial right after a move
+    e = CrustNode("E", args=NB)
     b.connect(a.port)
-    b.wait_for("new_connection", lambda e: e["peer"] == a.peer)
-    ports = {a.port}
+    b.wait_for("new_connection", lambda ev: ev["peer"] == a.peer)
+    d.send_command("connect rudp://127.0.0.1:%d" % a.rudp_port)
+    ev = d.wait_for("new_connection", lambda ev: ev["peer"] == a.peer)
+    check(ev["transport"] == "rudp", "D is connected to A over reliable UDP", d)
+    tcp_ports, udp_ports = {a.port}, {a.rudp_port}
     for _ in range(2):
-        ev = a.wait_for("listener_started", timeout=10)
-        check(ev["port"] not in ports and "moved from port" in ev.get("reason", ""),
-              "A moved its listener to port %d (%s)" % (ev["port"], ev.get("reason")), a)
-        ports.add(ev["port"])
+        t = moved(a, "tcp")
+        u = moved(a, "rudp")
+        check(t["port"] not in tcp_ports,
+              "A moved its TCP listener to port %d (%s)" % (t["port"], t["reason"]), a)
+        check(u["port"] not in udp_ports and (u["port"] == t["port"] or u["fallback"]),
+              "A moved its UDP listener to port %d, the TCP port's number unless taken (%s)"
+              % (u["port"], u["reason"]), a)
+        tcp_ports.add(t["port"])
+        udp_ports.add(u["port"])
+    # after two moves, the connections made on the first ports still work both ways
     exchange(b, a, "still connected after two moves")
     exchange(a, b, "and back")
-    c = CrustNode("C", args=NB)
-    c.connect(ev["port"])
-    c.wait_for("new_connection", lambda e: e["peer"] == a.peer)
-    check(True, "a newcomer reached A on its newest port %d" % ev["port"])
-    for n in (a, b, c):
-        n.quit()
+    exchange(d, a, "still connected over UDP after two moves")
+    exchange(a, d, "and back over UDP")
+    dial_newest(c, a, "tcp", newest_port(a, "tcp", t["port"]))
+    dial_newest(e, a, "rudp", newest_port(a, "rudp", u["port"]))
+    exchange(e, a, "newcomer over UDP")
+    exchange(a, e, "welcome over UDP")
+    exchange(d, a, "the first UDP connection lives on")
+    for n in (a, b, c, d, e):
+        check(n.quit() == 0, "%s exits cleanly" % n.name)
 
 
 def part_bad_cache(tmp):

@@ -240,10 +240,10 @@ def case_liveness():
     end = time.monotonic() + idle_ms / 1000 * 2
     while time.monotonic() < end:
         c.send_ctrl(w.CTRL_KEEPALIVE)
+        t0 = time.monotonic()   # the node's idle timer restarts after this, never before
         time.sleep(0.2)
     check(not k.pending("lost_connection"),
           "%s: up after %.1f s of our keepalives only" % (what, idle_ms / 1000 * 2), k)
-    t0 = time.monotonic()
     ev = k.wait_for("lost_connection", lambda e: e.get("peer") == c.me, WAIT)
     took = time.monotonic() - t0
     check(ev["reason"] == "timeout" and took >= idle_ms / 1000 * 0.9,
@@ -255,10 +255,10 @@ def case_liveness():
     grace_ms = 1000
     p = CrustNode("P", args=["--keepalive-ms", "200", "--provisional-ms", str(grace_ms)])
     what = "provisional"
+    t0 = time.monotonic()   # the grace period starts after this, never before
     c = w.connect("127.0.0.1", p.port)
     p.wait_for("new_connection", lambda e: e.get("peer") == c.me, WAIT)
-    t0 = time.monotonic()
-    deadline = t0 + WAIT
+    deadline = time.monotonic() + WAIT
     while not p.pending("lost_connection") and time.monotonic() < deadline:
         c.send_ctrl(w.CTRL_KEEPALIVE)
         time.sleep(0.2)

@@ -9,17 +9,37 @@
 3. 1 % of datagrams corrupted (nftables payload mangling): caught by the
    per-packet AEAD (counted as authentication failures), resent, intact.
 
-No netem here (see shared NATLAB.md): reordering, duplication and delay
-need the userspace impairment wire, not this test."""
+No netem here (see docs/NATLAB.md): reordering, duplication and delay go
+through the userspace impairment wire in test_rudp_wire.py."""
 import os
 import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from crustnode import CrustNode, check, log, msg_bytes, run  # noqa: E402
-from netns import NetnsPair  # noqa: E402
+from netlab import Lab  # noqa: E402
 
 N_MSGS = 300
+ADDR_A, ADDR_B = "198.18.0.1", "198.18.0.2"
+
+
+class Pair:
+    """Two namespaces a and b joined by a veth pair, each with an nftables input chain
+    (inet t in) for the rules that drop or mangle."""
+
+    def __init__(self, lab):
+        self.lab = lab
+        self.a, self.b = lab.host("a"), lab.host("b")
+        lab.link(self.a, "va", ADDR_A + "/24", self.b, "vb", ADDR_B + "/24")
+        for ns in (self.a, self.b):
+            self.nft(ns, "add table inet t")
+            self.nft(ns, "add chain inet t in { type filter hook input priority 0 ; }")
+
+    def nft(self, ns, rule):
+        self.lab.run(ns, "nft", rule)
+
+    def flush(self, ns):
+        self.nft(ns, "flush chain inet t in")
 
 
 def body(direction, i):
@@ -46,50 +66,56 @@ def transfer(src, dst, direction, timeout):
 
 
 def main():
-    with NetnsPair() as ns:
-        a = CrustNode("A", bind=ns.addr_a, shards=2, prefix=ns.exec_prefix(ns.a),
-                      args=["--idle-timeout-ms", "60000"])
-        b = CrustNode("B", bind=ns.addr_b, prefix=ns.exec_prefix(ns.b),
-                      args=["--idle-timeout-ms", "60000"])
+    lab = Lab("rudp")
+    try:
+        test(Pair(lab))
+    finally:
+        lab.close()
 
-        log("--- 1. TCP blocked: the plain endpoint falls back to rudp")
-        ns.nft(ns.a, "add rule inet t in tcp dport %d drop" % a.port)
-        b.send_command("connect %s:%d" % (ns.addr_a, a.port))
-        eb = b.wait_for("new_connection", lambda e: e["peer"] == a.peer, timeout=40)
-        check(eb["transport"] == "rudp", "B connected over rudp (%r)" % eb["transport"], b)
-        ea = a.wait_for("new_connection", lambda e: e["peer"] == b.peer, timeout=10)
-        check(ea["transport"] == "rudp", "A sees the connection as rudp", a)
-        ns.flush(ns.a)
 
-        for loss in (1, 5, 10):
-            log("--- 2. %d %% loss both ways" % loss)
-            for n in (ns.a, ns.b):
-                ns.flush(n)
-                ns.nft(n, "add rule inet t in meta l4proto udp numgen random mod 100 < %d drop"
-                       % loss)
-            before = a.stats()
-            transfer(a, b, 0, timeout=60)
-            transfer(b, a, 1, timeout=60)
-            after = a.stats()
-            lost = after["udp_lost_packets"] - before["udp_lost_packets"]
-            check(lost > 0, "A declared packets lost (%d) and sent them again (%d bytes)"
-                  % (lost, after["udp_retx_bytes"] - before["udp_retx_bytes"]), a)
-        log("--- 3. 1 % of UDP datagrams corrupted (a byte of the payload overwritten)")
+def test(ns):
+    a = CrustNode("A", bind=ADDR_A, shards=2, netns=ns.a,
+                  args=["--idle-timeout-ms", "60000"])
+    b = CrustNode("B", bind=ADDR_B, netns=ns.b, args=["--idle-timeout-ms", "60000"])
+
+    log("--- 1. TCP blocked: the plain endpoint falls back to rudp")
+    ns.nft(ns.a, "add rule inet t in tcp dport %d drop" % a.port)
+    b.send_command("connect %s:%d" % (ADDR_A, a.port))
+    eb = b.wait_for("new_connection", lambda e: e["peer"] == a.peer, timeout=40)
+    check(eb["transport"] == "rudp", "B connected over rudp (%r)" % eb["transport"], b)
+    ea = a.wait_for("new_connection", lambda e: e["peer"] == b.peer, timeout=10)
+    check(ea["transport"] == "rudp", "A sees the connection as rudp", a)
+    ns.flush(ns.a)
+
+    for loss in (1, 5, 10):
+        log("--- 2. %d %% loss both ways" % loss)
         for n in (ns.a, ns.b):
             ns.flush(n)
-            # @th,160,8: the byte 20 bytes into the UDP header, i.e. inside the packet
-            ns.nft(n, "add rule inet t in meta l4proto udp numgen random mod 100 < 1 "
-                      "@th,160,8 set 0xff")
-        before = a.stats()["udp_auth_failures"] + b.stats()["udp_auth_failures"]
+            ns.nft(n, "add rule inet t in meta l4proto udp numgen random mod 100 < %d drop"
+                   % loss)
+        before = a.stats()
         transfer(a, b, 0, timeout=60)
         transfer(b, a, 1, timeout=60)
-        after = a.stats()["udp_auth_failures"] + b.stats()["udp_auth_failures"]
-        check(after > before, "corrupted packets failed authentication and were dropped "
-              "(%d), the messages still arrived intact" % (after - before), a, b)
-        for n in (ns.a, ns.b):
-            ns.flush(n)
-        check(a.peers() == [b.peer], "still the one connection", a)
-        check(a.quit() == 0 and b.quit() == 0, "both quit with status 0", a, b)
+        after = a.stats()
+        lost = after["udp_lost_packets"] - before["udp_lost_packets"]
+        check(lost > 0, "A declared packets lost (%d) and sent them again (%d bytes)"
+              % (lost, after["udp_retx_bytes"] - before["udp_retx_bytes"]), a)
+    log("--- 3. 1 % of UDP datagrams corrupted (a byte of the payload overwritten)")
+    for n in (ns.a, ns.b):
+        ns.flush(n)
+        # @th,160,8: the byte 20 bytes into the UDP header, i.e. inside the packet
+        ns.nft(n, "add rule inet t in meta l4proto udp numgen random mod 100 < 1 "
+                  "@th,160,8 set 0xff")
+    before = a.stats()["udp_auth_failures"] + b.stats()["udp_auth_failures"]
+    transfer(a, b, 0, timeout=60)
+    transfer(b, a, 1, timeout=60)
+    after = a.stats()["udp_auth_failures"] + b.stats()["udp_auth_failures"]
+    check(after > before, "corrupted packets failed authentication and were dropped "
+          "(%d), the messages still arrived intact" % (after - before), a, b)
+    for n in (ns.a, ns.b):
+        ns.flush(n)
+    check(a.peers() == [b.peer], "still the one connection", a)
+    check(a.quit() == 0 and b.quit() == 0, "both quit with status 0", a, b)
 
 
 run(main)

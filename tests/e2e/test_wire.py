@@ -25,61 +25,23 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 from crustnode import check, log, run  # noqa: E402
 
-WIRELAB = os.path.join(ROOT, "tests", "lab", "wirelab")
+from wirelab import ENV, WIRE, WIRELAB, WireLab  # noqa: E402
+
 PROBE = os.path.join(ROOT, "tests", "lab", "probe.py")
-WIRE = os.path.join(os.environ.get("BUILD", os.path.join(ROOT, "build")), "crust-wire")
-if not os.path.isabs(WIRE):
-    WIRE = os.path.join(ROOT, WIRE)
-ENV = dict(os.environ, CRUST_WIRE=WIRE)
 PY = sys.executable
 PORT = 4100
 
 
-class Lab:
-    """wirelab up on enter, down (always) on exit; down's counters in self.counters."""
-
-    def __init__(self, name, *wire_opts):
-        self.name = "%s-%d" % (name, os.getpid())
-        self.opts = list(wire_opts)
-        self.counters = None
-
-    def __enter__(self):
-        r = subprocess.run([WIRELAB, "up", self.name] + self.opts, env=ENV,
-                           capture_output=True, text=True, timeout=30)
-        if r.returncode != 0:
-            raise AssertionError("wirelab up %s failed (%d): %s" % (self.name, r.returncode,
-                                                                   r.stderr))
-        log("lab %s: %s" % (self.name, r.stdout.strip()))
-        self.addr_b = subprocess.run([WIRELAB, "addr", self.name, "b"], env=ENV,
-                                     capture_output=True, text=True, check=True).stdout.strip()
-        self.addr_a = subprocess.run([WIRELAB, "addr", self.name, "a"], env=ENV,
-                                     capture_output=True, text=True, check=True).stdout.strip()
-        return self
-
-    def down(self):
-        r = subprocess.run([WIRELAB, "down", self.name], env=ENV, capture_output=True,
-                           text=True, timeout=30)
-        lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
-        if lines:
-            self.counters = json.loads(lines[-1])
-        return self.counters
-
-    def stats(self):
-        r = subprocess.run([WIRELAB, "stats", self.name], env=ENV, capture_output=True,
-                           text=True, timeout=30, check=True)
-        return json.loads(r.stdout.strip().splitlines()[-1])
-
-    def __exit__(self, *exc):
-        self.down()
+class Lab(WireLab):
+    """A WireLab that runs tests/lab/probe.py on either side."""
 
     def popen(self, side, *args):
-        return subprocess.Popen([WIRELAB, "exec", self.name, side, PY, PROBE] + list(args),
-                                env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        return subprocess.Popen(self.argv(side, PY, PROBE, *args), env=ENV,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def probe(self, side, *args, timeout=60):
-        r = subprocess.run([WIRELAB, "exec", self.name, side, PY, PROBE] + list(args),
-                           env=ENV, capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(self.argv(side, PY, PROBE, *args), env=ENV, capture_output=True,
+                           text=True, timeout=timeout)
         if r.returncode != 0:
             raise AssertionError("probe %s on %s failed: %s" % (args, side, r.stderr))
         return json.loads(r.stdout.strip().splitlines()[-1])

@@ -178,6 +178,25 @@ Test(rudp_cc, cubic_reduces_once_per_round_of_losses)
 	cr_assert(eq(u64, cc.cwnd, (uint64_t)RUDP_MIN_WINDOW_PKTS * MSS));
 }
 
+/*
+ * A loss found while processing an ACK reaches BBR twice: through on_loss and
+ * in the ACK sample's lost_bytes. Counted both times, 1 % random loss looked
+ * like 2 % (the threshold of a heavy round) and cut inflight_hi.
+ */
+Test(rudp_cc, bbr_counts_a_loss_once)
+{
+	static struct fixture f;
+	setup(&f, &rudp_cc_bbr);
+	for (int i = 0; i < 20; i++)
+		send_at(&f, 0);
+	ack(&f, 0, 0, 20000); /* a round starts: it ends when a packet sent from now is acked */
+	ack(&f, 4, 19, 21000); /* 1, 2, 3 are 3+ behind 19: lost, within the round */
+	cr_assert(eq(u64, f.t.lost, 3));
+	cr_assert(eq(u64, f.cc.u.bbr.round_lost, 3 * MSS), "3 packets lost, counted %llu bytes",
+		  (unsigned long long)f.cc.u.bbr.round_lost);
+	rudp_rec_free(&f.r);
+}
+
 /* ---- a simulated path: bottleneck rate, fixed delay, drop-tail queue, random loss ---- */
 
 #define SIM_RATE_BPS (200000000ull / 8) /* 200 Mbit/s in bytes/s */

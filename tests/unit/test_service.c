@@ -30,6 +30,7 @@
 #include "crust.h"
 #include "engine/msg.h" /* only to tell VIEW from HEAP messages */
 #include "p2p/handshake.h" /* a raw peer that completes the handshake and never reads */
+#include "p2p/ports.h"     /* moving the listeners now, not on the bootstrap thread's clock */
 #include "p2p/session.h"
 
 #define WAIT_MS 10000 /* ceiling for one expected event: a hang, not a slow run */
@@ -341,6 +342,107 @@ ParameterizedTest(struct hello_case *hc, service, hello_world_between_two_servic
 
 	cr_assert(zero(int, a.nstash), "nothing unexpected at a");
 	cr_assert(zero(int, b.nstash), "nothing unexpected at b");
+	node_stop(&b);
+	node_stop(&a);
+}
+
+/* ---- listeners that move (rebind_interval_ms) ---- */
+
+/* Sockets of this process of type (SOCK_STREAM / SOCK_DGRAM) bound to port. */
+static int sockets_on_port(int type, uint16_t port)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	cr_assert(not(eq(ptr, d, NULL)));
+	for (struct dirent *e; (e = readdir(d));) {
+		int fd = atoi(e->d_name), t = 0;
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss), tl = sizeof(t);
+		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &t, &tl) < 0 || t != type ||
+		    getsockname(fd, (struct sockaddr *)&ss, &len) < 0 || ss.ss_family != AF_INET)
+			continue;
+		n += addr_port(&ss) == port;
+	}
+	closedir(d);
+	return n;
+}
+
+/* a's listeners move once: TCP to a new port, UDP to the same number unless it is taken. */
+static void move_listeners(struct node *a)
+{
+	uint16_t old_tcp = a->port, old_udp = a->rudp_port;
+	cr_assert(zero(int, ports_rebind(a->svc)));
+	struct crust_event t = expect_event(a, CRUST_EV_LISTENER_STARTED);
+	struct crust_event u = expect_event(a, CRUST_EV_LISTENER_STARTED);
+	cr_assert(eq(int, t.transport, CRUST_TRANSPORT_TCP));
+	cr_assert(eq(int, u.transport, CRUST_TRANSPORT_RUDP));
+	cr_assert(not(eq(u16, t.port, old_tcp)));
+	cr_assert(not(eq(u16, u.port, old_udp)));
+	cr_assert(u.port == t.port || u.fallback, "UDP takes the TCP port's number if free");
+	cr_assert(not(eq(ptr, strstr(u.reason, "moved from port"), NULL)), "%s", u.reason);
+	a->port = t.port;
+	a->rudp_port = u.port;
+	struct crust_endpoint eps[4];
+	cr_assert(eq(int, crust_own_endpoints(a->svc, eps, 4), 2));
+	cr_assert(eq(u16, addr_port(&eps[0].addr), a->port), "own endpoints follow the move");
+	cr_assert(eq(u16, addr_port(&eps[1].addr), a->rudp_port));
+}
+
+static void say(struct node *from, struct node *to, const char *text)
+{
+	cr_assert(zero(int, crust_send(from->svc, &to->id, text, strlen(text), 0)));
+	expect_message(to, &from->id, text, strlen(text));
+}
+
+ParameterizedTestParameters(service, listeners_move_and_connections_on_the_old_port_stay)
+{
+	static struct hello_case cases[] = {
+		{ 2, CRUST_TRANSPORT_TCP }, { 1, CRUST_TRANSPORT_RUDP }, { 2, CRUST_TRANSPORT_RUDP },
+	};
+	return cr_make_param_array(struct hello_case, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+ParameterizedTest(struct hello_case *hc, service, listeners_move_and_connections_on_the_old_port_stay,
+		  .timeout = 60)
+{
+	struct crust_config cfg;
+	base_config(&cfg, hc->shards);
+	dial_transport = hc->transport;
+	int type = hc->transport == CRUST_TRANSPORT_RUDP ? SOCK_DGRAM : SOCK_STREAM;
+	static struct node a, b, c;
+	node_start(&a, &cfg);
+	node_start(&b, &cfg);
+	uint16_t first = dial_port(&a);
+	connect_nodes(&a, &b);
+
+	move_listeners(&a);
+	move_listeners(&a);
+	/* the connection made on the first port works both ways */
+	say(&b, &a, "still here after two moves");
+	say(&a, &b, "and back");
+
+	/* new connections: on the newest port, not on the first (it only serves b) */
+	cfg.connect_timeout_ms = 1500;
+	node_start(&c, &cfg);
+	struct crust_endpoint old = loopback(first);
+	cr_assert(zero(int, crust_connect(c.svc, &old)));
+	struct crust_event f = expect_event(&c, CRUST_EV_CONNECT_FAILED);
+	cr_log_info("dial of the old port: %s", f.reason);
+	connect_nodes(&a, &c);
+	say(&c, &a, "a newcomer on the new port");
+	say(&a, &c, "welcome");
+	say(&b, &a, "the old connection lives on");
+	cr_assert(ge(int, sockets_on_port(type, first), 1), "b's connection holds the old port");
+
+	/* its last connection gone, nothing is left on the first port */
+	cr_assert(zero(int, crust_drop(a.svc, &b.id)));
+	expect_event(&a, CRUST_EV_LOST_CONNECTION);
+	expect_event(&b, CRUST_EV_LOST_CONNECTION);
+	uint64_t deadline = now_ms() + WAIT_MS;
+	while (sockets_on_port(type, first) && now_ms() < deadline)
+		usleep(10000);
+	cr_assert(zero(int, sockets_on_port(type, first)), "the old port's sockets are closed");
+	node_stop(&c);
 	node_stop(&b);
 	node_stop(&a);
 }
