@@ -375,7 +375,7 @@ static void on_datagram(struct eng_udp *u, struct eng_rxbuf *b, const struct soc
 		if ((p[off] & 0xc0) == 0) {
 			/* not ours (our packets set bit 6): STUN, punch probes - the layer above's */
 			const struct tp_callbacks *cb = rs->rt->base.cb;
-			if (cb->datagram && sock == &rs->lsock)
+			if (cb->datagram && sock == rs->lsock)
 				cb->datagram(rs->rt->base.cb_ctx, rs->sh, &ss, fromlen, p + off, n);
 			else
 				count(&rs->n.bad_packets);
@@ -599,11 +599,12 @@ static int rudp_send_datagram(struct transport *t, struct shard *sh, const struc
 {
 	struct rudp_transport *rt = (struct rudp_transport *)t;
 	struct rudp_shard *rs = &rt->shards[sh->id];
-	if (!rs->lsock.open || rs->lsock.udp.closing)
+	struct rudp_sock *ls = rs->lsock; /* the current listening socket: STUN sees its mapping */
+	if (!ls || !ls->open || ls->udp.closing)
 		return -ENOTCONN;
 	if (len > RUDP_TXBUF || tolen > sizeof(struct sockaddr_storage))
 		return -EMSGSIZE;
-	struct rudp_txbuf *t_ = rudp_sock_can_send(&rs->lsock) ? rudp_txbuf_get(rs) : NULL;
+	struct rudp_txbuf *t_ = rudp_sock_can_send(ls) ? rudp_txbuf_get(rs) : NULL;
 	if (!t_)
 		return -EAGAIN;
 	struct sockaddr_storage ss;
@@ -611,7 +612,7 @@ static int rudp_send_datagram(struct transport *t, struct shard *sh, const struc
 	memcpy(&ss, to, tolen);
 	memcpy(t_->data, p, len);
 	t_->c = NULL; /* like a stateless reply: on_sent just recycles it */
-	int err = sock_send(&rs->lsock, &ss, tolen, t_, (uint32_t)len, 0);
+	int err = sock_send(ls, &ss, tolen, t_, (uint32_t)len, 0);
 	if (err)
 		rudp_txbuf_put(rs, t_);
 	return err;
