@@ -122,6 +122,8 @@ struct crust_config {
 	uint32_t coordinator_refresh_ms; /* re-register this often, default 20000 */
 	uint32_t punch_timeout_ms;   /* hole punching gives up after this, default 4000 */
 	bool no_relay;               /* never fall back to the coordinator's relay */
+	bool no_tcp_punch;           /* punch over UDP only (reliable UDP) */
+	bool no_udp_punch;           /* punch over TCP only (simultaneous open) */
 	void *loaded;                /* what crust_config_load allocated; crust_config_release */
 	const char *rudp_cc;         /* reliable UDP congestion control: "bbr" (default), "cubic" */
 	uint32_t rudp_retry_pending; /* unfinished UDP handshakes per shard before new ones must

@@ -87,6 +87,8 @@ static const struct key keys[] = {
 	{ "coordinator_refresh_ms", K_U32, F(coordinator_refresh_ms), 1000, MS_MAX },
 	{ "punch_timeout_ms", K_U32, F(punch_timeout_ms), 100, MS_MAX },
 	{ "relay", K_NOT_BOOL, F(no_relay), 0, 0 },
+	{ "tcp_punch", K_NOT_BOOL, F(no_tcp_punch), 0, 0 },
+	{ "udp_punch", K_NOT_BOOL, F(no_udp_punch), 0, 0 },
 };
 #undef F
 

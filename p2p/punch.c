@@ -237,12 +237,15 @@ static void udp_dial(struct punch *p)
 
 static void attempt_all(struct punch *p)
 {
+	const struct crust_config *cfg = &p->r->svc->cfg;
 	for (unsigned i = 0; i < p->ncands; i++) {
-		if (p->cands[i].transport == CRUST_TRANSPORT_TCP && !p->live[i])
+		if (p->cands[i].transport == CRUST_TRANSPORT_TCP && !p->live[i] && !cfg->no_tcp_punch)
 			attempt(p, i);
-		else if (p->cands[i].transport == CRUST_TRANSPORT_RUDP)
+		else if (p->cands[i].transport == CRUST_TRANSPORT_RUDP && !cfg->no_udp_punch)
 			send_probe(p, &p->cands[i].addr, 0);
 	}
+	if (cfg->no_udp_punch)
+		return;
 	if (p->udp_seen_ok)
 		send_probe(p, &p->udp_seen, p->predicted ? PUNCH_PROBE_PREDICTED : 0);
 	else
@@ -598,8 +601,8 @@ void punch_probe(struct rendezvous *r, const struct sockaddr_storage *from, cons
 		 uint32_t len)
 {
 	struct punch_probe pp;
-	if (!punch_probe_decode(b, len, &pp))
-		return; /* neither STUN nor a probe: nothing of ours */
+	if (!punch_probe_decode(b, len, &pp) || r->svc->cfg.no_udp_punch)
+		return; /* neither STUN nor a probe of ours (or UDP punching is off here) */
 	pthread_mutex_lock(&r->lock);
 	struct punch *p = by_token(r, pp.token);
 	/* the token came to both of us inside our coordinator sessions: the probe is the peer's */

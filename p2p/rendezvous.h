@@ -17,7 +17,6 @@
 #include <stdint.h>
 
 #include "crust.h"
-#include "engine/udp.h"
 #include "rendezvous_wire.h"
 
 #define RDV_STUN_TRIES 4u           /* requests per round: after 0, 500, 1500, 3500 ms */

@@ -47,7 +47,7 @@ static void node_usage(FILE *f)
 	      "                  [--hs-rate-per-s N] [--hs-burst N] [--hs-max-pending N]\n"
 	      "                  [--config F] [--cache F] [--no-cache] [--beacon-port N] [--no-beacon]\n"
 	      "                  [--no-pex] [--no-bootstrap] [--coordinator ADDR:PORT] [--rudp-cc bbr|cubic]\n"
-	      "                  [--punch-timeout-ms N] [--no-relay]\n"
+	      "                  [--punch-timeout-ms N] [--no-relay] [--no-tcp-punch] [--no-udp-punch]\n"
 	      "defaults: --config $XDG_CONFIG_HOME/crust/config.json (missing: built-in defaults),\n"
 	      "          --cache $XDG_CACHE_HOME/crust/bootstrap.cache (~/.config, ~/.cache without XDG)\n"
 	      "stdin: connect ADDR:PORT [PEER] | send PEER TEXT | drop PEER | maintain PEER |\n"
@@ -60,6 +60,7 @@ enum {
 	OPT_NO_BEACON, OPT_COORD, OPT_TRACER, OPT_VERBOSE, OPT_HELP, OPT_KEEPALIVE, OPT_IDLE,
 	OPT_PROVISIONAL, OPT_FLOOD, OPT_HS_RATE, OPT_HS_BURST, OPT_HS_PENDING, OPT_NO_CACHE,
 	OPT_NO_PEX, OPT_NO_BOOTSTRAP, OPT_RUDP_CC, OPT_PUNCH_TIMEOUT, OPT_NO_RELAY,
+	OPT_NO_TCP_PUNCH, OPT_NO_UDP_PUNCH,
 };
 
 static const struct option options[] = {
@@ -83,6 +84,8 @@ static const struct option options[] = {
 	{ "coordinator", required_argument, NULL, OPT_COORD },
 	{ "punch-timeout-ms", required_argument, NULL, OPT_PUNCH_TIMEOUT },
 	{ "no-relay", no_argument, NULL, OPT_NO_RELAY },
+	{ "no-tcp-punch", no_argument, NULL, OPT_NO_TCP_PUNCH },
+	{ "no-udp-punch", no_argument, NULL, OPT_NO_UDP_PUNCH },
 	{ "tracer", no_argument, NULL, OPT_TRACER },
 	{ "verbose", no_argument, NULL, OPT_VERBOSE },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -241,6 +244,12 @@ static int parse_options(int argc, char **argv, struct crust_config *cfg, struct
 			break;
 		case OPT_NO_RELAY:
 			cfg->no_relay = true;
+			break;
+		case OPT_NO_TCP_PUNCH:
+			cfg->no_tcp_punch = true;
+			break;
+		case OPT_NO_UDP_PUNCH:
+			cfg->no_udp_punch = true;
 			break;
 		case OPT_TRACER:
 			cfg->tracer = true;
