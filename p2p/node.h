@@ -91,7 +91,7 @@ struct p2p_conn {
 	bool refused;                      /* we sent a refusal: ignore input until it closes */
 	bool abuse_reported;
 	bool stopping;                     /* closed by crust_service_free */
-	bool pex_asked;                    /* pex.c: our ask is outstanding */
+	uint64_t pex_asked_ms;             /* pex.c: when our outstanding ask left (0: none) */
 	uint64_t pex_served_ms;            /* pex.c: when we last answered an ask */
 	/* NAT traversal. outgoing above is the handshake role, tc->outgoing who dialed:
 	 * they differ on punched and relayed connections, where the coordinator names

@@ -4,7 +4,9 @@
  * into bootstrap candidates, and asking.
  *
  * Only answers we asked for are read (one outstanding ask per
- * connection), so a peer cannot push endpoints at us. Loopback endpoints
+ * connection; an ask unanswered for PEX_ASK_TIMEOUT_MS, e.g. one the peer
+ * ignored as too soon, makes way for the next), so a peer cannot push
+ * endpoints at us. Loopback endpoints
  * are taken only from a peer that is itself on loopback: a remote node
  * must not make us dial our own host's ports.
  */
@@ -233,11 +235,11 @@ void pex_control(struct p2p_conn *pc, const uint8_t *p, uint32_t len)
 	if (p[0] == CTRL_PEX_ASK && len == 1) {
 		answer(pc);
 	} else if (p[0] == CTRL_PEX_LIST) {
-		if (!pc->pex_asked) {
+		if (!pc->pex_asked_ms) {
 			svc_log(pc->svc, CRUST_LOG_DEBUG, "peer exchange: unasked list ignored");
 			return;
 		}
-		pc->pex_asked = false;
+		pc->pex_asked_ms = 0;
 		learn(pc, p, len);
 	}
 }
@@ -246,9 +248,10 @@ void pex_control(struct p2p_conn *pc, const uint8_t *p, uint32_t len)
 
 static void ask(struct p2p_conn *pc)
 {
-	if (pc->state != CONN_UP || pc->pex_asked)
+	uint64_t now = pc->tc->sh->now_ms;
+	if (pc->state != CONN_UP || (pc->pex_asked_ms && now - pc->pex_asked_ms < PEX_ASK_TIMEOUT_MS))
 		return;
-	pc->pex_asked = true;
+	pc->pex_asked_ms = now ? now : 1;
 	conn_send_ctrl(pc, CTRL_PEX_ASK);
 }
 

@@ -21,6 +21,8 @@
 
 #define PEX_MAX_ENDPOINTS 64u
 #define PEX_SERVE_MIN_MS 1000u      /* at most one answer per connection per this */
+#define PEX_ASK_TIMEOUT_MS 5000u    /* an ask unanswered this long (the peer may ignore
+				       one that came too soon) no longer blocks the next */
 #define PEX_ENTRY_MAX 52u
 #define PEX_LIST_MAX (2u + PEX_MAX_ENDPOINTS * PEX_ENTRY_MAX)
 

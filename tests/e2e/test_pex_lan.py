@@ -42,11 +42,11 @@ def main():
         lab.route(a_ns, "default", "198.18.2.1")
         lab.route(c_ns, "default", "198.18.3.1")
 
-        # A asks a random peer every second, so it hears of C soon after B
+        # A asks a random peer every 1.5 s, so it hears of C soon after B
         # does, whichever of A and B dialed first (the default is a minute)
         cfg = os.path.join(tmp, "a.json")
         with open(cfg, "w") as f:
-            json.dump({"pex_interval_ms": 1000}, f)
+            json.dump({"pex_interval_ms": 1500}, f)
         opts = ["--no-cache"]
         a = CrustNode("A", netns=a_ns, bind="0.0.0.0", isolated=False,
                       args=opts + ["--config", cfg])
