@@ -23,6 +23,7 @@
 #include "p2p/beacon.h"
 #include "p2p/beacon_peers.h"
 #include "p2p/beacon_wire.h"
+#include "addrs.h"
 #include "p2p/handshake.h"
 
 static void make_id(struct identity *id)
@@ -198,17 +199,6 @@ Test(beacon_wire, random_garbage_never_passes)
 
 /* --- the peer memory --------------------------------------------------------------- */
 
-static struct sockaddr_storage v4(const char *ip)
-{
-	struct sockaddr_storage ss;
-	struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-	memset(&ss, 0, sizeof(ss));
-	a->sin_family = AF_INET;
-	a->sin_port = htons(5483);
-	cr_assert(eq(int, inet_pton(AF_INET, ip, &a->sin_addr), 1));
-	return ss;
-}
-
 static struct beacon_msg from_peer(uint8_t first_byte, uint64_t ts)
 {
 	struct beacon_msg m = msg(BEACON_ANNOUNCE, "lab", ts);
@@ -222,7 +212,7 @@ Test(beacon_peers, discovery_takes_the_senders_ip_and_the_announced_port)
 	static struct beacon_peers t;
 	beacon_peers_init(&t, 90000);
 	struct beacon_msg m = from_peer(1, 100);
-	struct sockaddr_storage src = v4("198.18.0.12");
+	struct sockaddr_storage src = v4("198.18.0.12", 5483);
 	struct beacon_peer *p;
 	cr_assert(eq(int, beacon_peers_record(&t, &m, &src, 1000, &p), BEACON_SEEN_NEW));
 	struct sockaddr_in *a = (struct sockaddr_in *)&p->addr;
@@ -236,7 +226,7 @@ Test(beacon_peers, discovery_takes_the_senders_ip_and_the_announced_port)
 	cr_assert(eq(int, beacon_peers_record(&t, &m, &src, 3000, &p), BEACON_SEEN_MOVED),
 		  "a new port is news");
 	m.ts_ms = 103;
-	src = v4("198.18.0.13");
+	src = v4("198.18.0.13", 5483);
 	cr_assert(eq(int, beacon_peers_record(&t, &m, &src, 4000, &p), BEACON_SEEN_MOVED),
 		  "a new address is news");
 	cr_assert(eq(u32, beacon_peers_live(&t), 1));
@@ -247,7 +237,7 @@ Test(beacon_peers, replays_and_older_timestamps_are_caught)
 	static struct beacon_peers t;
 	beacon_peers_init(&t, 90000);
 	struct beacon_msg m = from_peer(1, 500);
-	struct sockaddr_storage src = v4("198.18.0.12");
+	struct sockaddr_storage src = v4("198.18.0.12", 5483);
 	struct beacon_peer *p;
 	cr_assert(not(beacon_peers_is_replay(&t, &m)), "unknown peers are not replays");
 	beacon_peers_record(&t, &m, &src, 1000, &p);
@@ -267,7 +257,7 @@ Test(beacon_peers, peers_expire_after_three_intervals_and_return_as_new)
 	static struct beacon_peers t;
 	beacon_peers_init(&t, 3 * 30000);
 	struct beacon_msg m = from_peer(1, 1);
-	struct sockaddr_storage src = v4("198.18.0.12");
+	struct sockaddr_storage src = v4("198.18.0.12", 5483);
 	struct beacon_peer *p;
 	beacon_peers_record(&t, &m, &src, 0, &p);
 	cr_assert(eq(u32, beacon_peers_expire(&t, 89999), 0), "two missed intervals: still there");
@@ -282,7 +272,7 @@ Test(beacon_peers, a_full_table_gives_the_least_recently_heard_slot_away)
 {
 	static struct beacon_peers t;
 	beacon_peers_init(&t, 90000);
-	struct sockaddr_storage src = v4("198.18.0.12");
+	struct sockaddr_storage src = v4("198.18.0.12", 5483);
 	struct beacon_peer *p;
 	for (unsigned i = 0; i < BEACON_MAX_PEERS; i++) {
 		struct beacon_msg m = from_peer(0, 1);
@@ -307,7 +297,7 @@ Test(beacon_peers, the_smaller_id_dials_at_once_the_larger_after_a_grace)
 	struct crust_peer_id small, large;
 	memset(&small, 0x10, sizeof(small));
 	memset(&large, 0xF0, sizeof(large));
-	struct sockaddr_storage src = v4("198.18.0.12");
+	struct sockaddr_storage src = v4("198.18.0.12", 5483);
 	struct beacon_peer *p, *q;
 	struct beacon_msg m = from_peer(0xF0, 1);
 	m.peer = large;
@@ -328,7 +318,7 @@ Test(beacon_peers, answers_at_most_once_per_second_overall_and_per_peer)
 {
 	static struct beacon_peers t;
 	beacon_peers_init(&t, 90000);
-	struct sockaddr_storage src = v4("198.18.0.12");
+	struct sockaddr_storage src = v4("198.18.0.12", 5483);
 	struct beacon_peer *a, *b;
 	struct beacon_msg ma = from_peer(1, 1), mb = from_peer(2, 1);
 	beacon_peers_record(&t, &ma, &src, 0, &a);

@@ -16,28 +16,7 @@
 #include <string.h>
 
 #include "p2p/limiter.h"
-
-static struct sockaddr_storage v4(const char *ip, uint16_t port)
-{
-	struct sockaddr_storage ss;
-	struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-	memset(&ss, 0, sizeof(ss));
-	a->sin_family = AF_INET;
-	a->sin_port = htons(port);
-	cr_assert(eq(int, inet_pton(AF_INET, ip, &a->sin_addr), 1), "%s", ip);
-	return ss;
-}
-
-static struct sockaddr_storage v6(const char *ip, uint16_t port)
-{
-	struct sockaddr_storage ss;
-	struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-	memset(&ss, 0, sizeof(ss));
-	a->sin6_family = AF_INET6;
-	a->sin6_port = htons(port);
-	cr_assert(eq(int, inet_pton(AF_INET6, ip, &a->sin6_addr), 1), "%s", ip);
-	return ss;
-}
+#include "addrs.h"
 
 static void setup(struct limiter *l, uint32_t rate, uint32_t burst, uint32_t pending,
 		  uint32_t sources)

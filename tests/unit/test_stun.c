@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "p2p/stun.h"
+#include "addrs.h"
 
 /* "00 01 ..." -> bytes; returns the count. */
 static size_t hex(const char *s, uint8_t *out)
@@ -55,28 +56,6 @@ static const char *rfc_v6 =
 
 static const uint8_t rfc_txid[12] = { 0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34,
 				      0xd6, 0x86, 0xfa, 0x87, 0xdf, 0xae };
-
-static struct sockaddr_storage v4(const char *ip, uint16_t port)
-{
-	struct sockaddr_storage ss;
-	struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-	memset(&ss, 0, sizeof(ss));
-	a->sin_family = AF_INET;
-	a->sin_port = htons(port);
-	inet_pton(AF_INET, ip, &a->sin_addr);
-	return ss;
-}
-
-static struct sockaddr_storage v6(const char *ip, uint16_t port)
-{
-	struct sockaddr_storage ss;
-	struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-	memset(&ss, 0, sizeof(ss));
-	a->sin6_family = AF_INET6;
-	a->sin6_port = htons(port);
-	inet_pton(AF_INET6, ip, &a->sin6_addr);
-	return ss;
-}
 
 static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
