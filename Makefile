@@ -101,12 +101,17 @@ test: deps
 test-unit: all $(BUILD)/unit_tests
 	$(Q)$(BUILD)/unit_tests --jobs 2
 
+# up to three end-to-end tests at once: they mostly wait on timers and peers
+E2E_JOBS ?= 3
 test-e2e: all lab
-	$(Q)CRUST=$(BUILD)/crust BUILD=$(BUILD) tests/e2e/run.sh
+	$(Q)CRUST=$(BUILD)/crust BUILD=$(BUILD) E2E_JOBS=$(E2E_JOBS) tests/e2e/run.sh
 
+# the sanitizer run leaves out the end-to-end tests that run no libcrust code
+# (the lab's own tools, the dissector, packaging): `make test` covers them
+ASAN_E2E_SKIP := test_natlab.py test_wire.py test_dissector_synthetic.sh test_install.sh
 asan: deps
 	$(Q)ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
-	$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	E2E_SKIP="$(ASAN_E2E_SKIP)" $(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
 		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" test-unit test-e2e
 
 # a baseline whose package cannot be installed shows "unavailable" in the results
