@@ -727,7 +727,14 @@ CRUST_API void crust_stats(struct crust_service *svc, struct crust_stats *out)
 		out->tx_zc_copied += atomic_load(&sh->stats.tx_zc_copied);
 		out->rx_msgs += atomic_load(&ps->rx_msgs);
 		out->tx_msgs += atomic_load(&ps->tx_msgs);
+		out->live_conns += atomic_load(&ps->nconns);
+		out->live_sockets += atomic_load(&sh->stats.live_sockets);
+		out->live_timers += atomic_load(&sh->stats.live_timers);
+		out->rx_buffers_out += atomic_load(&sh->stats.rx_buffers_out);
+		out->rx_held_bytes += atomic_load(&sh->rx.heap_held);
 	}
+	int64_t msgs = eng_msgs_live();
+	out->live_msgs = msgs > 0 ? (uint64_t)msgs : 0;
 	beacon_stats(svc, out);
 	struct tp_stats ts = { 0 };
 	if (svc->rudp && svc->rudp->vt->stats)
