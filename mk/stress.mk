@@ -34,3 +34,30 @@ tsan-build: $(TSAN_BINS)
 
 tsan: deps tsan-build
 	$(Q)STRESS_SECONDS=$(STRESS_SECONDS) tests/stress/run_tsan.sh $(TSAN_BINS)
+
+# --- churn soak under ASan: objects shared with `make asan` (build-asan/) ---------------
+ASAN_BUILD := build-asan
+ASAN_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=all
+ASAN_OPT   := -O1 -g -fno-omit-frame-pointer
+SOAK_BIN   := $(ASAN_BUILD)/stress/soak
+SOAK_ENV   := ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp
+
+# one sub-make brings the library and the crust binary (the killed peers) up to date
+.PHONY: soak-lib
+soak-lib:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) OPT="$(ASAN_OPT)" SAN="$(ASAN_SAN)" \
+		$(ASAN_BUILD)/libcrust.a $(ASAN_BUILD)/crust
+
+$(SOAK_BIN): tests/stress/soak.c tests/stress/stress.h soak-lib
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC/LD   $@")
+	$(Q)$(CC) -std=gnu11 $(ASAN_OPT) $(ASAN_SAN) $(WARN) -Iinclude -I. -o $@ $< \
+		$(ASAN_BUILD)/libcrust.a $(LIBS)
+
+soak-build: $(SOAK_BIN)
+
+soak: deps soak-build
+	$(Q)$(SOAK_ENV) SOAK_SECONDS=$(SOAK_SECONDS) CRUST=$(ASAN_BUILD)/crust $(SOAK_BIN)
+
+soak-short: deps soak-build
+	$(Q)$(SOAK_ENV) SOAK_SECONDS=40 CRUST=$(ASAN_BUILD)/crust $(SOAK_BIN)

@@ -17,7 +17,8 @@
  *  B churn: a churn thread drops (from either side) and redials two
  *    clients (one TCP, one UDP) while traffic flows; the stable pairs are
  *    still exact, the churned pairs receive no more than was sent.
- *  C shutdown under traffic: a client is freed while S sends to it, then S
+ *  C shutdown under traffic: a client is freed while S sends to it, S
+ *    blacklists another (its connection closes on its shard), then S
  *    is freed while the clients send to it, then the clients are freed
  *    with their queues full.
  * Every message is checked on arrival: payload hash, destination, and a
@@ -540,6 +541,14 @@ int main(void)
 	stress_sleep_ms(phase_ms / 2);
 	free_node(1); /* S keeps sending to it */
 	wait_until(s_sees_client_gone, (void *)(intptr_t)1, "S to lose the freed client");
+	/* blacklisting a connected peer closes it on its shard while both send */
+	char hex[CRUST_PEER_HEX_LEN + 1];
+	crust_peer_to_hex(&nodes[2].id, hex);
+	atomic_store(&churny[2], true);
+	pthread_rwlock_rdlock(&nodes[0].api);
+	STRESS_CHECK(crust_blacklist(nodes[0].svc, hex) == 0, "blacklist client 2");
+	pthread_rwlock_unlock(&nodes[0].api);
+	wait_until(pair_down, (void *)(intptr_t)2, "the blacklisted client to be closed");
 	stress_sleep_ms(phase_ms / 2);
 	stop_sender(0);
 	atomic_store(&polling, false);
