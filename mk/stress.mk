@@ -2,6 +2,7 @@
 #   make tsan          the library and tests/stress/*.c built with -fsanitize=thread into
 #                      build-tsan/, each program run; any race report fails (halt_on_error)
 #                      STRESS_SECONDS=N sets each program's traffic phase (default 6)
+#   make tsan-short    the same for CI, STRESS_SECONDS=3
 #   make soak          churn soak under ASan (build-asan/): SOAK_SECONDS, default 180
 #   make soak-short    the same for CI, SOAK_SECONDS=40
 STRESS_SRC  := $(wildcard tests/stress/stress_*.c)
@@ -12,7 +13,7 @@ TSAN_BINS   := $(STRESS_SRC:tests/stress/%.c=$(TSAN_BUILD)/stress/%)
 STRESS_SECONDS ?= 6
 SOAK_SECONDS ?= 180
 
-.PHONY: tsan tsan-build soak soak-short soak-build
+.PHONY: tsan tsan-short tsan-build soak soak-short soak-build
 
 $(TSAN_BUILD)/stress/%: tests/stress/%.c tests/stress/stress.h $(TSAN_BUILD)/libcrust.a
 	@mkdir -p $(dir $@)
@@ -34,6 +35,9 @@ tsan-build: $(TSAN_BINS)
 
 tsan: deps tsan-build
 	$(Q)STRESS_SECONDS=$(STRESS_SECONDS) tests/stress/run_tsan.sh $(TSAN_BINS)
+
+tsan-short: deps tsan-build
+	$(Q)STRESS_SECONDS=3 tests/stress/run_tsan.sh $(TSAN_BINS)
 
 # --- churn soak under ASan: objects shared with `make asan` (build-asan/) ---------------
 ASAN_BUILD := build-asan

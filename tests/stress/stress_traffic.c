@@ -33,6 +33,7 @@
 #define NPRIO 3
 #define MAX_MSG (160u * 1024u)
 #define WAIT_MS 60000u
+#define STAMP(what) printf("[%5.1f s] %s\n", (double)(stress_now_ms() - t_start) / 1000.0, what)
 
 struct node {
 	int idx;
@@ -58,6 +59,7 @@ struct pair_count {
 };
 
 static struct node nodes[NSVC];
+static uint64_t t_start;
 static struct pair_count counts[NSVC][NSVC]; /* [src][dst] */
 static struct crust_endpoint s_ep[2];         /* S's TCP and reliable-UDP endpoints */
 static atomic_bool churny[NSVC];             /* pairs S <-> client that churn: not exact */
@@ -362,8 +364,13 @@ static void *churn_main(void *arg)
 		int r = crust_drop(from->svc, &whom);
 		pthread_rwlock_unlock(&from->api);
 		STRESS_CHECK(r == 0, "crust_drop: %s", crust_strerror(r));
+		uint64_t t0 = stress_now_ms();
 		wait_until(pair_down, (void *)(intptr_t)j, "a dropped pair to go down");
+		uint64_t t1 = stress_now_ms();
 		connect_client(j);
+		printf("churn: client %d (%s) dropped by %s: down in %llu ms, up again in %llu ms\n", j,
+		       nodes[j].tp == CRUST_TRANSPORT_TCP ? "TCP" : "UDP", from == &nodes[0] ? "S" : "it",
+		       (unsigned long long)(t1 - t0), (unsigned long long)(stress_now_ms() - t1));
 		atomic_fetch_add(&churn_cycles, 1);
 	}
 	return NULL;
@@ -431,8 +438,8 @@ static void check_pairs(const char *phase)
 				     s, d, (unsigned long long)recv);
 			total += recv;
 		}
-	printf("phase %s: stable pairs %llu messages exact (count and digest); churned pairs "
-	       "%llu of %llu delivered\n", phase, (unsigned long long)total,
+	printf("[%5.1f s] phase %s: stable pairs %llu messages exact (count and digest); churned pairs "
+	       "%llu of %llu delivered\n", (double)(stress_now_ms() - t_start) / 1000.0, phase, (unsigned long long)total,
 	       (unsigned long long)churned, (unsigned long long)sent_churned);
 	fflush(stdout);
 }
@@ -491,6 +498,7 @@ static void init_node(int i, unsigned shards)
 
 int main(void)
 {
+	t_start = stress_now_ms();
 	unsigned secs = stress_seconds(6);
 	unsigned phase_ms = secs * 1000u / 3u;
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -540,7 +548,9 @@ int main(void)
 	start_senders();
 	stress_sleep_ms(phase_ms / 2);
 	free_node(1); /* S keeps sending to it */
+	STAMP("client 1 freed under traffic");
 	wait_until(s_sees_client_gone, (void *)(intptr_t)1, "S to lose the freed client");
+	STAMP("S lost client 1");
 	/* blacklisting a connected peer closes it on its shard while both send */
 	char hex[CRUST_PEER_HEX_LEN + 1];
 	crust_peer_to_hex(&nodes[2].id, hex);
@@ -549,12 +559,15 @@ int main(void)
 	STRESS_CHECK(crust_blacklist(nodes[0].svc, hex) == 0, "blacklist client 2");
 	pthread_rwlock_unlock(&nodes[0].api);
 	wait_until(pair_down, (void *)(intptr_t)2, "the blacklisted client to be closed");
+	STAMP("blacklisted client 2 closed");
 	stress_sleep_ms(phase_ms / 2);
 	stop_sender(0);
 	atomic_store(&polling, false);
 	pthread_join(poller, NULL);
 	free_node(0); /* the clients keep sending to it */
+	printf("[%5.1f s] S freed under traffic\n", (double)(stress_now_ms() - t_start) / 1000.0);
 	wait_until(clients_lost_s, NULL, "every client to lose S");
+	printf("[%5.1f s] every client lost S\n", (double)(stress_now_ms() - t_start) / 1000.0);
 	atomic_store(&meddling, false);
 	pthread_join(meddler, NULL);
 	for (int j = 2; j < NSVC; j++)
