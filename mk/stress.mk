@@ -65,3 +65,8 @@ soak: deps soak-build
 
 soak-short: deps soak-build
 	$(Q)$(SOAK_ENV) SOAK_SECONDS=40 CRUST=$(ASAN_BUILD)/crust $(SOAK_BIN)
+
+clean: clean-stress
+.PHONY: clean-stress
+clean-stress:
+	rm -rf $(TSAN_BUILD)
