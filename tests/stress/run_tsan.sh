@@ -9,13 +9,14 @@ passed=0 failed=0
 for prog in "$@"; do
   name=$(basename "$prog")
   echo "== $name (STRESS_SECONDS=${STRESS_SECONDS:-default})"
-  start=$(date +%s.%N)
+  start=$(date +%s%N)
   if timeout --signal=KILL 600 "$prog"; then
     passed=$((passed + 1)); verdict=ok
   else
     rc=$?; failed=$((failed + 1)); verdict="FAILED (exit $rc)"
   fi
-  printf '== %s: %s in %.1f s\n' "$name" "$verdict" "$(echo "$(date +%s.%N) - $start" | bc)"
+  ms=$((($(date +%s%N) - start) / 1000000))
+  printf '== %s: %s in %d.%d s\n' "$name" "$verdict" $((ms / 1000)) $((ms % 1000 / 100))
 done
 echo "tsan: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
