@@ -388,18 +388,24 @@ static void dgram_on_shard0(struct shard *sh, struct eng_mail *m)
 	if (stun_is_message(dm->data, dm->len))
 		stun_answer(dm->r, dm->data, dm->len);
 	else
-		punch_probe(dm->r, &dm->from, dm->data, dm->len);
+		punch_probe(dm->r, &dm->from, dm->data, dm->len, NULL);
 	free(dm);
 }
 
 void rdv_datagram(struct crust_service *svc, struct shard *sh,
 		  const struct sockaddr_storage *from, socklen_t fromlen, const uint8_t *p,
-		  uint32_t len)
+		  uint32_t len, void *sock_user)
 {
 	(void)fromlen;
 	struct rendezvous *r = svc->rdv;
 	if (!r || len > RDV_DGRAM_MAX)
 		return;
+	if (sock_user) {
+		/* an extra socket of a birthday punch: on shard 0, its pointer only valid now */
+		if (sh == r->sh)
+			punch_probe(r, from, p, len, sock_user);
+		return;
+	}
 	struct dgram_mail *dm = malloc(sizeof(*dm) + len);
 	if (!dm)
 		return;

@@ -76,11 +76,12 @@ void rdv_conn_closed(struct p2p_conn *pc);
 bool rdv_send(struct rendezvous *r, const struct rdv_msg *m);
 /*
  * A datagram the reliable-UDP transport did not recognise (STUN answer,
- * punch probe), on any shard; handled on shard 0.
+ * punch probe), on any shard; handled on shard 0. sock_user: as the
+ * transport's datagram callback gives it (an extra socket: shard 0).
  */
 void rdv_datagram(struct crust_service *svc, struct shard *sh,
 		  const struct sockaddr_storage *from, socklen_t fromlen, const uint8_t *p,
-		  uint32_t len);
+		  uint32_t len, void *sock_user);
 /* Append our external endpoints (TCP, then UDP) to out (n room, got used); the new count. */
 int rdv_external_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n,
 			   int got);
@@ -94,9 +95,12 @@ void punch_claim(struct crust_service *svc, struct p2p_conn *pc);
 /* Any shard: a punch attempt (pc->punch_req) is up, or failed before it was. */
 void punch_established(struct p2p_conn *pc);
 void punch_attempt_failed(struct p2p_conn *pc);
-/* Shard 0: a datagram that is not STUN: maybe a punch probe. */
+/*
+ * Shard 0: a datagram that is not STUN: maybe a punch probe. sock_user:
+ * NULL from the listener, else the struct bday_sock it reached.
+ */
 void punch_probe(struct rendezvous *r, const struct sockaddr_storage *from, const uint8_t *p,
-		 uint32_t len);
+		 uint32_t len, void *sock_user);
 /* Shard 0, at stop: cancel the punches' timers; free them. */
 void punch_stop(struct rendezvous *r);
 void punch_free_all(struct rendezvous *r);
