@@ -11,12 +11,6 @@
 #include "birthday.h"
 #include "engine/addr.h"
 
-bool bday_ports_random(uint16_t a, uint16_t b)
-{
-	int d = (int)a - (int)b;
-	return d > BDAY_MIN_DELTA || d < -BDAY_MIN_DELTA;
-}
-
 static socklen_t addr_len(const struct sockaddr_storage *a)
 {
 	return a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);

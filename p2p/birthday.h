@@ -41,7 +41,6 @@
 #define BDAY_TICK_MS 10u
 #define BDAY_DELAY_MS 300u       /* after the punch starts: plain punching had its round trips */
 #define BDAY_PROBER_LAG_MS 150u  /* the prober starts later: the peer's mappings exist by then */
-#define BDAY_MIN_DELTA 64        /* mapping ports further apart than this: a random NAT */
 #define BDAY_PORT_MIN 1024u      /* the range Linux NATs map UDP ports >= 1024 into */
 #define BDAY_PORT_MAX 65535u
 
@@ -65,9 +64,6 @@ struct bday {
 	unsigned nopened;                /* SOCKETS: slots used so far */
 	unsigned nsent;                  /* PROBER: probes sent so far */
 };
-
-/* Two mapping ports of one NAT: true if they are too far apart to predict in sequence. */
-bool bday_ports_random(uint16_t a, uint16_t b);
 
 /*
  * Begin a role (shard 0, at or after the start time): target as in

@@ -28,8 +28,8 @@
  * responder's probes keep its own NAT open for the initiator's packets.
  *
  * Random symmetric NATs: birthday.h. From BDAY_DELAY_MS after the start,
- * if no UDP path is seen yet, the side behind a random symmetric NAT
- * (its two registered mappings far apart) opens many extra sockets
+ * if no UDP path is seen yet, the side behind a symmetric NAT (two
+ * registered mappings on different ports) opens many extra sockets
  * toward a cone peer, and the cone side probes random ports of its IP.
  * The symmetric side dials (whatever the handshake roles) over the
  * socket a probe reached; the cone side never dials a path announced as
@@ -411,8 +411,7 @@ static void predict(struct punch *p)
 	p->predicted = false;
 	const struct crust_endpoint *a, *b;
 	peer_mappings(p, &a, &b);
-	/* ports far apart: a random NAT, no sequence to follow (birthday punching instead) */
-	if (!b || bday_ports_random(eng_addr_port(&a->addr), eng_addr_port(&b->addr)))
+	if (!b)
 		return;
 	int delta = (int)eng_addr_port(&b->addr) - (int)eng_addr_port(&a->addr);
 	for (int k = 1; k <= PUNCH_PREDICT; k++) {
@@ -428,10 +427,12 @@ static void predict(struct punch *p)
 
 /*
  * Under lock: our birthday role with this peer (birthday.h), from what
- * both of us registered: the side behind a random symmetric NAT opens the
- * sockets, a cone peer (one public UDP mapping) probes. Both read the
- * same registrations, so both pick matching roles. Two symmetric NATs:
- * neither (the relay).
+ * both of us registered: the side behind a symmetric NAT (two public UDP
+ * mappings on different ports) opens the sockets, a cone peer (one
+ * mapping) probes. Both read the same registrations, so both pick
+ * matching roles. Two symmetric NATs: neither (the relay). A predictable
+ * NAT gets the same roles, but its sequential prediction wins long before
+ * BDAY_DELAY_MS; a random one's "delta" predicts nothing.
  */
 static enum bday_role bday_role_for(const struct punch *p)
 {
@@ -442,12 +443,9 @@ static enum bday_role bday_role_for(const struct punch *p)
 		return BDAY_OFF;
 	bool we_two = r->has_ext_udp2 &&
 		      eng_addr_port(&r->ext_udp2.addr) != eng_addr_port(&r->ext_udp.addr);
-	bool we_random = we_two && bday_ports_random(eng_addr_port(&r->ext_udp.addr),
-						     eng_addr_port(&r->ext_udp2.addr));
-	bool peer_random = b && bday_ports_random(eng_addr_port(&a->addr), eng_addr_port(&b->addr));
-	if (we_random && !b)
+	if (we_two && !b)
 		return BDAY_SOCKETS;
-	if (!we_two && peer_random)
+	if (!we_two && b)
 		return BDAY_PROBER;
 	return BDAY_OFF;
 }
