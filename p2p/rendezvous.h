@@ -13,6 +13,7 @@
 #define CRUST_P2P_RENDEZVOUS_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -38,6 +39,9 @@ struct rendezvous {
 	struct shard *sh;                /* shard 0 */
 	struct crust_endpoint coord;     /* the coordinator: TCP session and UDP STUN */
 	struct eng_mail start_mail;
+	struct eng_mail moved_mail;      /* the listeners moved (rebind_interval_ms) */
+	atomic_bool moved_posted;        /* moved_mail is queued */
+	bool redial_now;                 /* shard 0: the session closes to move: redial at once */
 	struct eng_timer tick;           /* session redial, registration refresh */
 	struct eng_timer stun_timer;     /* STUN retransmissions */
 	/* shard 0 only */
@@ -82,6 +86,13 @@ bool rdv_send(struct rendezvous *r, const struct rdv_msg *m);
 void rdv_datagram(struct crust_service *svc, struct shard *sh,
 		  const struct sockaddr_storage *from, socklen_t fromlen, const uint8_t *p,
 		  uint32_t len, void *sock_user);
+/*
+ * Any thread, after ports_rebind moved the listeners: on shard 0, ask
+ * STUN again from the new UDP socket and move the coordinator session to
+ * the new TCP port (close it, redial at once, register again), so peers
+ * are handed our new public endpoints, not the old ports' mappings.
+ */
+void rdv_listeners_moved(struct crust_service *svc);
 /* Append our external endpoints (TCP, then UDP) to out (n room, got used); the new count. */
 int rdv_external_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n,
 			   int got);
