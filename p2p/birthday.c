@@ -37,19 +37,34 @@ int bday_start(struct bday *b, enum bday_role role, struct transport *t, struct 
 	return 0;
 }
 
-/* SOCKETS: open the next batch, each sending its probe to the peer (opening its mapping). */
+/*
+ * SOCKETS: open the next batch, then send the probes that have not left
+ * yet (each opens its socket's mapping; a full send queue delays one to
+ * the next tick rather than losing that socket's chance).
+ */
 static bool open_batch(struct bday *b)
 {
 	for (unsigned k = 0; k < BDAY_BATCH && b->nopened < BDAY_NSOCKETS; k++) {
 		struct bday_sock *bs = &b->socks[b->nopened++];
 		bs->b = b;
-		if (b->t->vt->sock_open(b->t, b->sh, b->target.ss_family, bs, &bs->s) < 0) {
-			bs->s = NULL;
-			continue; /* out of descriptors or ports: fewer sockets, lower odds */
-		}
-		bday_send(bs, &b->target, b->probe, sizeof(b->probe));
+		bs->sent = false;
+		if (b->t->vt->sock_open(b->t, b->sh, b->target.ss_family, bs, &bs->s) < 0)
+			bs->s = NULL; /* out of descriptors or ports: fewer sockets, lower odds */
 	}
-	return b->nopened < BDAY_NSOCKETS;
+	bool more = b->nopened < BDAY_NSOCKETS;
+	unsigned sends = 0;
+	for (unsigned i = 0; i < b->nopened; i++) {
+		struct bday_sock *bs = &b->socks[i];
+		if (!bs->s || bs->sent)
+			continue;
+		if (sends++ >= BDAY_BATCH ||
+		    bday_send(bs, &b->target, b->probe, sizeof(b->probe)) == -EAGAIN) {
+			more = true;
+			continue;
+		}
+		bs->sent = true;
+	}
+	return more;
 }
 
 /* PROBER: the next batch of probes, each to a uniformly random port of the peer's IP. */

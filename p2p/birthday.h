@@ -52,6 +52,7 @@ struct bday;
 struct bday_sock {
 	struct bday *b;
 	struct tp_sock *s;
+	bool sent;                       /* its probe left (a full send queue: next tick) */
 };
 
 struct bday {
