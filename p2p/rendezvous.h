@@ -13,6 +13,7 @@
 #define CRUST_P2P_RENDEZVOUS_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -38,6 +39,9 @@ struct rendezvous {
 	struct shard *sh;                /* shard 0 */
 	struct crust_endpoint coord;     /* the coordinator: TCP session and UDP STUN */
 	struct eng_mail start_mail;
+	struct eng_mail moved_mail;      /* the listeners moved (rebind_interval_ms) */
+	atomic_bool moved_posted;        /* moved_mail is queued */
+	bool redial_now;                 /* shard 0: the session closes to move: redial at once */
 	struct eng_timer tick;           /* session redial, registration refresh */
 	struct eng_timer stun_timer;     /* STUN retransmissions */
 	/* shard 0 only */
@@ -76,11 +80,19 @@ void rdv_conn_closed(struct p2p_conn *pc);
 bool rdv_send(struct rendezvous *r, const struct rdv_msg *m);
 /*
  * A datagram the reliable-UDP transport did not recognise (STUN answer,
- * punch probe), on any shard; handled on shard 0.
+ * punch probe), on any shard; handled on shard 0. sock_user: as the
+ * transport's datagram callback gives it (an extra socket: shard 0).
  */
 void rdv_datagram(struct crust_service *svc, struct shard *sh,
 		  const struct sockaddr_storage *from, socklen_t fromlen, const uint8_t *p,
-		  uint32_t len);
+		  uint32_t len, void *sock_user);
+/*
+ * Any thread, after ports_rebind moved the listeners: on shard 0, ask
+ * STUN again from the new UDP socket and move the coordinator session to
+ * the new TCP port (close it, redial at once, register again), so peers
+ * are handed our new public endpoints, not the old ports' mappings.
+ */
+void rdv_listeners_moved(struct crust_service *svc);
 /* Append our external endpoints (TCP, then UDP) to out (n room, got used); the new count. */
 int rdv_external_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n,
 			   int got);
@@ -94,9 +106,12 @@ void punch_claim(struct crust_service *svc, struct p2p_conn *pc);
 /* Any shard: a punch attempt (pc->punch_req) is up, or failed before it was. */
 void punch_established(struct p2p_conn *pc);
 void punch_attempt_failed(struct p2p_conn *pc);
-/* Shard 0: a datagram that is not STUN: maybe a punch probe. */
+/*
+ * Shard 0: a datagram that is not STUN: maybe a punch probe. sock_user:
+ * NULL from the listener, else the struct bday_sock it reached.
+ */
 void punch_probe(struct rendezvous *r, const struct sockaddr_storage *from, const uint8_t *p,
-		 uint32_t len);
+		 uint32_t len, void *sock_user);
 /* Shard 0, at stop: cancel the punches' timers; free them. */
 void punch_stop(struct rendezvous *r);
 void punch_free_all(struct rendezvous *r);
