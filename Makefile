@@ -109,10 +109,13 @@ test-e2e: all lab
 # the sanitizer run leaves out the end-to-end tests that run no libcrust code
 # (the lab's own tools, the dissector, packaging): `make test` covers them
 ASAN_E2E_SKIP := test_natlab.py test_wire.py test_dissector_synthetic.sh test_install.sh
+ASAN_BUILD := build-asan
+ASAN_OPT   := -O1 -g -fno-omit-frame-pointer
+ASAN_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=all
+ASAN_ENV   := ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp
 asan: deps
-	$(Q)ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
-	E2E_SKIP="$(ASAN_E2E_SKIP)" $(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
-		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" test-unit test-e2e
+	$(Q)$(ASAN_ENV) E2E_SKIP="$(ASAN_E2E_SKIP)" $(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) \
+		OPT="$(ASAN_OPT)" SAN="$(ASAN_SAN)" test-unit test-e2e
 
 # a baseline whose package cannot be installed shows "unavailable" in the results
 bench: all lab

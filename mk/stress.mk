@@ -39,12 +39,8 @@ tsan: deps tsan-build
 tsan-short: deps tsan-build
 	$(Q)STRESS_SECONDS=3 tests/stress/run_tsan.sh $(TSAN_BINS)
 
-# --- churn soak under ASan: objects shared with `make asan` (build-asan/) ---------------
-ASAN_BUILD := build-asan
-ASAN_SAN   := -fsanitize=address,undefined -fno-sanitize-recover=all
-ASAN_OPT   := -O1 -g -fno-omit-frame-pointer
+# --- churn soak under ASan: objects and flags shared with `make asan` (ASAN_* in Makefile)
 SOAK_BIN   := $(ASAN_BUILD)/stress/soak
-SOAK_ENV   := ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp
 
 # one sub-make brings the library and the crust binary (the killed peers) up to date
 .PHONY: soak-lib
@@ -61,10 +57,10 @@ $(SOAK_BIN): tests/stress/soak.c tests/stress/stress.h soak-lib
 soak-build: $(SOAK_BIN)
 
 soak: deps soak-build
-	$(Q)$(SOAK_ENV) SOAK_SECONDS=$(SOAK_SECONDS) CRUST=$(ASAN_BUILD)/crust $(SOAK_BIN)
+	$(Q)$(ASAN_ENV) SOAK_SECONDS=$(SOAK_SECONDS) CRUST=$(ASAN_BUILD)/crust $(SOAK_BIN)
 
 soak-short: deps soak-build
-	$(Q)$(SOAK_ENV) SOAK_SECONDS=40 CRUST=$(ASAN_BUILD)/crust $(SOAK_BIN)
+	$(Q)$(ASAN_ENV) SOAK_SECONDS=40 CRUST=$(ASAN_BUILD)/crust $(SOAK_BIN)
 
 clean: clean-stress
 .PHONY: clean-stress
