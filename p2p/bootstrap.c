@@ -589,8 +589,10 @@ static void *thread_main(void *arg)
 		memcpy(evs, b->emitq, nev * sizeof(evs[0]));
 		b->nops = b->nemit = 0;
 		pthread_mutex_unlock(&b->lock);
-		emit_queued(b, evs, nev);
+		/* the cache first: whoever hears of a connection or a finished round can
+		 * already find it recorded */
 		apply_ops(b, ops, nops);
+		emit_queued(b, evs, nev);
 		periodic(b, now);
 		pthread_mutex_lock(&b->lock);
 		if (!b->stop && !b->nops && !b->nemit)

@@ -308,7 +308,11 @@ uint64_t rudp_rec_deadline(const struct rudp_recovery *r)
 		return r->loss_time_us;
 	if (!r->eliciting_in_flight)
 		return 0;
-	unsigned shift = r->pto_count < 16 ? r->pto_count : 16;
+	/* without an RTT sample (the handshake) the PTO is a guess of about a
+	 * second: doubling it at most once keeps several tries inside the
+	 * handshake timeout on a lossy path (every 2 s, like a SYN's first retries) */
+	unsigned cap = r->have_rtt ? 16 : 1;
+	unsigned shift = r->pto_count < cap ? r->pto_count : cap;
 	return r->last_eliciting_sent_us + (rudp_rec_pto_us(r) << shift);
 }
 
