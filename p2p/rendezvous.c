@@ -24,6 +24,7 @@
 #include "engine/addr.h"
 #include "engine/listener.h"
 #include "node.h"
+#include "nat/portmap.h"
 #include "rendezvous.h"
 #include "stun.h"
 
@@ -103,7 +104,8 @@ static unsigned local_candidates(struct rendezvous *r, struct crust_endpoint *ou
 	    eng_addr_port(&r->ext_udp2.addr) != eng_addr_port(&r->ext_udp.addr))
 		out[k++] = r->ext_udp2;
 	pthread_mutex_unlock(&r->lock);
-	return k;
+	/* the gateway's port mappings: a peer reaches us there without punching */
+	return (unsigned)portmap_endpoints(r->svc, out, RDV_MAX_EPS, (int)k);
 }
 
 int rdv_external_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n,

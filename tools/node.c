@@ -48,6 +48,8 @@ static void node_usage(FILE *f)
 	      "                  [--config F] [--cache F] [--no-cache] [--beacon-port N] [--no-beacon]\n"
 	      "                  [--no-pex] [--no-bootstrap] [--coordinator ADDR:PORT] [--rudp-cc bbr|cubic]\n"
 	      "                  [--punch-timeout-ms N] [--no-relay] [--no-tcp-punch] [--no-udp-punch]\n"
+	      "                  [--port-mapping auto|upnp|pcp|natpmp|off] [--no-port-mapping]\n"
+	      "                  [--port-mapping-lease-s N]\n"
 	      "defaults: --config $XDG_CONFIG_HOME/crust/config.json (missing: built-in defaults),\n"
 	      "          --cache $XDG_CACHE_HOME/crust/bootstrap.cache (~/.config, ~/.cache without XDG)\n"
 	      "stdin: connect ADDR:PORT [PEER] | send PEER TEXT | drop PEER | maintain PEER |\n"
@@ -60,7 +62,8 @@ enum {
 	OPT_NO_BEACON, OPT_COORD, OPT_TRACER, OPT_VERBOSE, OPT_HELP, OPT_KEEPALIVE, OPT_IDLE,
 	OPT_PROVISIONAL, OPT_FLOOD, OPT_HS_RATE, OPT_HS_BURST, OPT_HS_PENDING, OPT_NO_CACHE,
 	OPT_NO_PEX, OPT_NO_BOOTSTRAP, OPT_RUDP_CC, OPT_PUNCH_TIMEOUT, OPT_NO_RELAY,
-	OPT_NO_TCP_PUNCH, OPT_NO_UDP_PUNCH,
+	OPT_NO_TCP_PUNCH, OPT_NO_UDP_PUNCH, OPT_PORT_MAPPING, OPT_NO_PORT_MAPPING,
+	OPT_PORT_MAPPING_LEASE,
 };
 
 static const struct option options[] = {
@@ -86,6 +89,9 @@ static const struct option options[] = {
 	{ "no-relay", no_argument, NULL, OPT_NO_RELAY },
 	{ "no-tcp-punch", no_argument, NULL, OPT_NO_TCP_PUNCH },
 	{ "no-udp-punch", no_argument, NULL, OPT_NO_UDP_PUNCH },
+	{ "port-mapping", required_argument, NULL, OPT_PORT_MAPPING },
+	{ "no-port-mapping", no_argument, NULL, OPT_NO_PORT_MAPPING },
+	{ "port-mapping-lease-s", required_argument, NULL, OPT_PORT_MAPPING_LEASE },
 	{ "tracer", no_argument, NULL, OPT_TRACER },
 	{ "verbose", no_argument, NULL, OPT_VERBOSE },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -250,6 +256,23 @@ static int parse_options(int argc, char **argv, struct crust_config *cfg, struct
 			break;
 		case OPT_NO_UDP_PUNCH:
 			cfg->no_udp_punch = true;
+			break;
+		case OPT_PORT_MAPPING:
+			if (strcmp(optarg, "auto") && strcmp(optarg, "upnp") && strcmp(optarg, "pcp") &&
+			    strcmp(optarg, "natpmp") && strcmp(optarg, "off")) {
+				fprintf(stderr, "crust node: --port-mapping: unknown method '%s' (auto, "
+					"upnp, pcp, natpmp or off)\n", optarg);
+				return EXIT_USAGE;
+			}
+			cfg->port_mapping = optarg;
+			break;
+		case OPT_NO_PORT_MAPPING:
+			cfg->port_mapping = "off";
+			break;
+		case OPT_PORT_MAPPING_LEASE:
+			if (!cli_uint("--port-mapping-lease-s", optarg, 1, 604800, &v))
+				return EXIT_USAGE;
+			cfg->port_mapping_lease_s = (uint32_t)v;
 			break;
 		case OPT_TRACER:
 			cfg->tracer = true;
