@@ -213,7 +213,8 @@ class CrustNode:
         if shards is not None:
             self.argv += ["--shards", str(shards)]
         if isolated:
-            self.argv += ["--no-pex", "--no-beacon", "--no-cache", "--no-bootstrap"]
+            self.argv += ["--no-pex", "--no-beacon", "--no-cache", "--no-bootstrap",
+                          "--no-port-mapping"]
         self.argv += list(args)
         self.home = tempfile.mkdtemp(prefix="crust-node-home-")
         child_env = dict(os.environ)

@@ -354,7 +354,9 @@ class NatLab:
         with open(path, "w") as f:
             f.write("\n".join(conf) + "\n")
         logf = open(os.path.join(d, "miniupnpd.log"), "w")
-        proc = self.daemon(r, "miniupnpd", "-f", path, "-d", stdout=logf,
+        # its own pid file: the default one would make a second miniupnpd refuse to run
+        proc = self.daemon(r, "miniupnpd", "-f", path, "-d", "-P", os.path.join(d, "pid"),
+                           stdout=logf,
                            stderr=subprocess.STDOUT)
         logf.close()
         m = MiniUpnpd(self, lan, proc, path, os.path.join(d, "miniupnpd.log"))
