@@ -49,7 +49,7 @@ for tests:
                                       # router, secure_mode on, with coturn on the public
                                       # side for its STUN check; -> MiniUpnpd (.proc,
                                       # .mappings()); deny=True: every mapping refused
-                                      # (UPnP error 718, PCP/NAT-PMP not authorized)
+                                      # (UPnP error 606; NAT-PMP/PCP off then)
     lab.fake_gateway(lan, mode)       # tests/lab/fakegw.py on lan's router: "garbage"
                                       # answers to SSDP, HTTP and UDP 5351
     lab.lan(..., upnp=True)           # the same as lab.miniupnpd(the new lan)
@@ -326,7 +326,9 @@ class NatLab:
         NAT-PMP and PCP on UDP 5351, secure_mode, and the external address
         learned by STUN from a coturn on the public side (our WAN range is
         reserved, so ext_ip= is refused); the router lets that STUN server's
-        answers in. deny=True refuses every mapping. Stopped by PID at close()."""
+        answers in. deny=True refuses every UPnP mapping (error 606) and turns
+        NAT-PMP/PCP off: miniupnpd answers a refused NAT-PMP or PCP request only
+        after trying every other port, busy for minutes. Stopped by PID at close()."""
         if not getattr(self, "_stun", None):
             self._stun = self.stun_server()
         r = lan.router
@@ -338,7 +340,8 @@ class NatLab:
             self.run(r, "nft", "insert", "rule", "ip", "natlab", "input", "iifname", "wan",
                      "ip", "saddr", ip, "udp", "sport", "{ 3478, 3479 }", "accept")
         conf = ["ext_ifname=wan", "listening_ip=lan", "http_port=%d" % UPNP_HTTP_PORT,
-                "enable_upnp=yes", "enable_natpmp=yes", "secure_mode=yes",
+                "enable_upnp=yes", "enable_natpmp=%s" % ("no" if deny else "yes"),
+                "secure_mode=yes",
                 "ext_perform_stun=yes", "ext_stun_host=%s" % self.coord_ips[0],
                 "ext_stun_port=%d" % STUN_PORT, "upnp_table_name=miniupnpd",
                 "upnp_nat_table_name=miniupnpd", "system_uptime=yes",
