@@ -255,6 +255,14 @@ static void drop_method(struct portmap *p)
 	p->m = NULL;
 }
 
+static bool stopping(struct portmap *p)
+{
+	pthread_mutex_lock(&p->lock);
+	bool stop = p->stop;
+	pthread_mutex_unlock(&p->lock);
+	return stop;
+}
+
 /* Try each method in order until one maps the TCP listener (and UDP's, if any). */
 static void try_methods(struct portmap *p)
 {
@@ -262,6 +270,8 @@ static void try_methods(struct portmap *p)
 	size_t used = 0;
 	int last = -EHOSTUNREACH;
 	for (unsigned k = 0; k < p->norder; k++) {
+		if (stopping(p))
+			return; /* the service is being freed: no more waiting on gateways */
 		char why[PORTMAP_WHY_LEN] = "";
 		p->m = p->order[k];
 		int err = p->m->open(&p->g, why, sizeof(why));

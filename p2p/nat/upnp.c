@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <miniupnpc/miniupnpc.h>
 #include <miniupnpc/upnpcommands.h>
@@ -40,9 +42,30 @@ static void say_code(char *why, size_t n, const char *what, int code)
 	snprintf(why, n, "upnp: %s: error %d%s%s", what, code, s ? " " : "", s ? s : "");
 }
 
+/*
+ * miniupnpc reports socket errors with perror() on stderr; a library must
+ * not print, so the usual one (no route for the SSDP group: no network,
+ * or a namespace without a default route) is ruled out first.
+ */
+static bool ssdp_routable(void)
+{
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(1900) };
+	inet_pton(AF_INET, "239.255.255.250", &to.sin_addr);
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	bool ok = connect(fd, (struct sockaddr *)&to, sizeof(to)) == 0;
+	close(fd);
+	return ok;
+}
+
 static int upnp_open(struct pm_gateway *g, char *why, size_t whylen)
 {
 	int err = 0;
+	if (!ssdp_routable()) {
+		snprintf(why, whylen, "upnp: no route for SSDP discovery");
+		return -ENETUNREACH;
+	}
 	struct UPNPDev *devs = upnpDiscover(DISCOVER_MS, NULL, NULL, UPNP_LOCAL_PORT_ANY, 0, 2,
 					    &err);
 	if (!devs) {

@@ -239,7 +239,7 @@ class Lan:
 
     def describe(self):
         return {"index": self.index, "nat": self.nat, "hairpin": self.hairpin,
-                "rst": self.rst, "router": self.router, "wan_ip": self.wan_ip,
+                "rst": self.rst, "upnp": getattr(self, "upnp", False), "router": self.router, "wan_ip": self.wan_ip,
                 "net": self.net, "hosts": self.hosts, "host_ips": self.host_ips}
 
 
@@ -565,12 +565,13 @@ class Probe:
 
 STATE = os.environ.get("NATLAB_STATE", "/run/crust-natlab")
 USAGE = """usage: natlab up [--name NAME] [--public2] [--hosts N] [--udp-timeout S]
-                  [--udp-stream-timeout S] TYPE[+hairpin][+rst] ...
+                  [--udp-stream-timeout S] TYPE[+hairpin][+rst][+upnp] ...
        natlab down [--name NAME]
        natlab exec [--name NAME] NODE CMD...
        natlab status [--name NAME] [--rules]
 TYPE: full, addr, port, sym, sympred (or full-cone, address-restricted,
-port-restricted, symmetric, symmetric-predictable). NODE: pub, pub2, inet,
+port-restricted, symmetric, symmetric-predictable); +upnp runs miniupnpd
+(UPnP IGD, NAT-PMP, PCP) on that LAN's router. NODE: pub, pub2, inet,
 rN (router of LAN N), hN, hNb, ... (hosts of LAN N), or a namespace name."""
 
 
@@ -618,11 +619,13 @@ def cmd_up(name, args):
         if a.startswith("-"):
             raise UsageError("unknown option %s" % a)
         parts = a.split("+")
-        extra = set(parts[1:]) - {"hairpin", "rst"}
+        extra = set(parts[1:]) - {"hairpin", "rst", "upnp"}
         if extra:
-            raise UsageError("%s: unknown modifier %s (hairpin, rst)" % (a, ", ".join(extra)))
+            raise UsageError("%s: unknown modifier %s (hairpin, rst, upnp)"
+                             % (a, ", ".join(extra)))
         try:
-            specs.append((nat_name(parts[0]), "hairpin" in parts, "rst" in parts))
+            specs.append((nat_name(parts[0]), "hairpin" in parts, "rst" in parts,
+                          "upnp" in parts))
         except ValueError as e:
             raise UsageError(str(e))
     if os.path.exists(_state_file(name)):
@@ -630,11 +633,15 @@ def cmd_up(name, args):
                          % (name, name))
     lab = NatLab(tag=name, public2=public2)
     try:
-        for nat, hairpin, rst in specs:
-            lab.lan(nat, hairpin=hairpin, rst=rst, hosts=hosts, udp_timeout=udp_t,
-                    udp_stream_timeout=udp_st)
+        for nat, hairpin, rst, upnp in specs:
+            lan = lab.lan(nat, hairpin=hairpin, rst=rst, hosts=hosts, udp_timeout=udp_t,
+                          udp_stream_timeout=udp_st)
+            if upnp:
+                lab.miniupnpd(lan)
+                lan.upnp = True
         os.makedirs(os.path.dirname(_state_file(name)), exist_ok=True)
         state = lab.describe()
+        state["tmpdirs"] = getattr(lab, "_tmpdirs", [])
         state["namespaces"], state["pids"] = lab.lab.detach()
         with open(_state_file(name), "w") as f:
             json.dump(state, f, indent=1)
@@ -650,7 +657,7 @@ def print_status(st, rules):
     if st.get("public2"):
         print("  pub2  %-40s %s" % (st["public2"], st["public2_ip"]))
     for lan in st["lans"]:
-        mods = "".join("+" + m for m in ("hairpin", "rst") if lan[m])
+        mods = "".join("+" + m for m in ("hairpin", "rst", "upnp") if lan.get(m))
         print("  r%-4d %-40s %s  %s%s, LAN %s" % (lan["index"], lan["router"], lan["wan_ip"],
                                                  lan["nat"], mods, lan["net"]))
         for h, ip in zip(lan["hosts"], lan["host_ips"]):
@@ -689,6 +696,8 @@ def main(argv):
             return 0
         st = _load(name)
         remove(st["namespaces"], st.get("pids", ()))
+        for d in st.get("tmpdirs", ()):
+            shutil.rmtree(d, ignore_errors=True)
         os.remove(_state_file(name))
         os.rmdir(os.path.dirname(_state_file(name)))
         print("natlab: %s removed (%d namespaces)" % (name, len(st["namespaces"])))
