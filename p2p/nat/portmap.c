@@ -181,8 +181,9 @@ static uint16_t listener_port(struct portmap *p, int i)
 
 static void publish(struct portmap *p, int i, const struct pm_mapped *got)
 {
-	struct crust_endpoint ep = { .transport = i == TCP ? CRUST_TRANSPORT_TCP
-							   : CRUST_TRANSPORT_RUDP };
+	struct crust_endpoint ep;
+	memset(&ep, 0, sizeof(ep)); /* padding too: endpoints are compared with memcmp */
+	ep.transport = i == TCP ? CRUST_TRANSPORT_TCP : CRUST_TRANSPORT_RUDP;
 	struct sockaddr_in *sin = (struct sockaddr_in *)&ep.addr;
 	sin->sin_family = AF_INET;
 	sin->sin_addr = got->ext_ip;
