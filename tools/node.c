@@ -53,7 +53,7 @@ static void node_usage(FILE *f)
 	      "defaults: --config $XDG_CONFIG_HOME/crust/config.json (missing: built-in defaults),\n"
 	      "          --cache $XDG_CACHE_HOME/crust/bootstrap.cache (~/.config, ~/.cache without XDG)\n"
 	      "stdin: connect ADDR:PORT [PEER] | send PEER TEXT | drop PEER | maintain PEER |\n"
-	      "       blacklist PEER|IP|IP:PORT | punch PEER | peers | stats | quit\n", f);
+	      "       blacklist PEER|IP|IP:PORT | punch PEER | peers | endpoints | stats | quit\n", f);
 }
 
 enum {
@@ -381,6 +381,25 @@ static void do_peers(struct node *n)
 	printf("]}\n");
 }
 
+/* crust_own_endpoints: listeners, coordinator-learned and gateway-mapped endpoints. */
+static void do_endpoints(struct node *n)
+{
+	struct crust_endpoint eps[64];
+	int count = crust_own_endpoints(n->svc, eps, 64);
+	if (count < 0) {
+		say_error("endpoints", "%s", crust_strerror(count));
+		return;
+	}
+	printf("{\"event\":\"endpoints\",\"endpoints\":[");
+	for (int i = 0; i < count; i++) {
+		char a[CRUST_ADDRSTRLEN];
+		crust_addr_format(&eps[i].addr, a, sizeof(a));
+		printf("%s{\"transport\":\"%s\",\"addr\":\"%s\"}", i ? "," : "",
+		       crust_transport_name(eps[i].transport), a);
+	}
+	printf("]}\n");
+}
+
 static void do_stats(struct node *n)
 {
 	struct crust_stats s;
@@ -442,6 +461,8 @@ static void run_command(struct node *n, char *line)
 	}
 	else if (!strcmp(line, "peers"))
 		do_peers(n);
+	else if (!strcmp(line, "endpoints"))
+		do_endpoints(n);
 	else if (!strcmp(line, "stats"))
 		do_stats(n);
 	else if (!strcmp(line, "quit"))

@@ -11,7 +11,8 @@ SSDP, HTTP and UDP 5351. A node P on the public segment (no mapping).
   - UPnP (forced, lease 6 s): the node behind LAN 1 reports port_mapping and
     external_endpoint (source "upnp (double NAT)": our WAN range is reserved,
     which miniupnpc reports as 2 from UPNP_GetValidIGD) for TCP and reliable
-    UDP on the router's address; miniupnpd's nat chain forwards both to it;
+    UDP on the router's address, and lists both among its own endpoints
+    (`endpoints`: crust_own_endpoints); miniupnpd's nat chain forwards both to it;
     a renewal is reported (the lease is short); P dials the mapped TCP
     endpoint and the mapped reliable-UDP endpoint directly: the node says via
     "upnp", P says direct; messages both ways; after the node quits, its
@@ -64,6 +65,10 @@ def check_mapping(lab, lan, mini, n, method, renew):
           ("udp", n.rudp_port, lan.host_ip, n.rudp_port) in rules,
           "%s: miniupnpd forwards TCP %d and UDP %d to %s: %s"
           % (method, n.port, n.rudp_port, lan.host_ip, rules), n)
+    n.send_command("endpoints")
+    own = [(e["transport"], e["addr"]) for e in n.wait_for("endpoints", timeout=T)["endpoints"]]
+    check(("tcp", ev_t["addr"]) in own and ("rudp", ev_u["addr"]) in own,
+          "%s: crust_own_endpoints lists the mapped endpoints: %s" % (method, own), n)
     if renew:
         ev = n.wait_for("port_mapping", lambda e: e["ok"] and "renewed" in e["reason"], T)
         check(True, "%s: lease renewed before expiry (%s)" % (method, ev["reason"]))
