@@ -19,15 +19,19 @@ SSDP, HTTP and UDP 5351. A node P on the public segment (no mapping).
     mappings are gone from miniupnpd's chain.
   - a port another LAN host holds (upnpc): error 718, and the IGD hands out
     another external port (AddAnyPortMapping), which is reported and forwarded.
-  - PCP and NAT-PMP (each forced) map through the same miniupnpd, P connects,
+  - PCP (forced by --port-mapping) and NAT-PMP (forced by a config file's
+    port_mapping, with its port_mapping_lease_s) map through the same miniupnpd, P connects,
     and the mappings are deleted at exit.
   - refused (LAN 2, auto: UPnP error 606; NAT-PMP/PCP off on that router, as
     miniupnpd answers a refused one only after walking every port), no
     gateway (LAN 3) and garbage (LAN 4): one port_mapping event with ok false
     naming each method's reason; the node runs on and reaches P directly.
 """
+import json
 import os
+import shutil
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from crustnode import CrustNode, check, exchange, log, run  # noqa: E402
@@ -36,7 +40,11 @@ from natlab import NatLab  # noqa: E402
 T = 30.0
 
 
-def node_behind(lab, lan, name, method, lease=None):
+def node_behind(lab, lan, name, method, lease=None, config=None):
+    if config:   # isolated's --no-port-mapping would override the file: isolate by hand
+        return CrustNode(name, netns=lan.host, bind="0.0.0.0", isolated=False,
+                         args=["--no-pex", "--no-beacon", "--no-cache", "--no-bootstrap",
+                               "--config", config])
     args = ["--port-mapping", method]
     if lease:
         args += ["--port-mapping-lease-s", str(lease)]
@@ -130,6 +138,7 @@ def failing(lab, n, name, p, words):
 
 def main():
     lab = NatLab(tag="upnp")
+    tmp = tempfile.mkdtemp(prefix="crust-upnp-test-")
     try:
         ok_lan = lab.lan("port", hosts=2)
         mini = lab.miniupnpd(ok_lan)
@@ -159,14 +168,24 @@ def main():
         gone_after_exit(lab, mini, n, "upnp")
 
         conflict(lab, ok_lan, mini)
+        # NAT-PMP chosen by the config file's keys, PCP by the command line
+        cfg = os.path.join(tmp, "natpmp.json")
+        with open(cfg, "w") as f:
+            json.dump({"port_mapping": "natpmp", "port_mapping_lease_s": 600}, f)
         for method in ("pcp", "natpmp"):
-            n = node_behind(lab, ok_lan, method, method)
+            n = node_behind(lab, ok_lan, method, method,
+                            config=cfg if method == "natpmp" else None)
             tcp, _ = check_mapping(lab, ok_lan, mini, n, method, renew=False)
+            if method == "natpmp":
+                check(any("lease 600 s" in e["reason"] for e in n.events
+                          if e["event"] == "port_mapping"),
+                      "natpmp: the config file's port_mapping_lease_s (600) was asked for", n)
             dial_mapped(p, n, tcp, "tcp")
             gone_after_exit(lab, mini, n, method)
         p.quit()
     finally:
         lab.close()
+        shutil.rmtree(tmp, ignore_errors=True)
     log("namespaces removed, miniupnpd, coturn and fakegw stopped by PID")
 
 
