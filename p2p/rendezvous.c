@@ -418,6 +418,21 @@ void rdv_datagram(struct crust_service *svc, struct shard *sh,
 
 /* --- lifecycle ------------------------------------------------------------------ */
 
+static void nudge_on_shard(struct shard *sh, struct eng_mail *m)
+{
+	(void)sh;
+	struct rendezvous *r = container_of(m, struct rendezvous, nudge_mail);
+	atomic_store(&r->nudge_pending, false);
+	send_register(r); /* does nothing while the session is down */
+}
+
+void rdv_candidates_changed(struct crust_service *svc)
+{
+	struct rendezvous *r = svc->rdv;
+	if (r && !atomic_exchange(&r->nudge_pending, true))
+		eng_post(r->sh, &r->nudge_mail); /* one mail, reused: nothing to free */
+}
+
 static void start_on_shard(struct shard *sh, struct eng_mail *m)
 {
 	(void)sh;
@@ -448,6 +463,7 @@ int rdv_start(struct crust_service *svc)
 	eng_timer_init(&r->stun_timer, stun_timer_cb, r);
 	svc->rdv = r;
 	r->start_mail.fn = start_on_shard;
+	r->nudge_mail.fn = nudge_on_shard;
 	eng_post(r->sh, &r->start_mail);
 	return 0;
 }

@@ -13,6 +13,7 @@
 #define CRUST_P2P_RENDEZVOUS_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -38,6 +39,8 @@ struct rendezvous {
 	struct shard *sh;                /* shard 0 */
 	struct crust_endpoint coord;     /* the coordinator: TCP session and UDP STUN */
 	struct eng_mail start_mail;
+	struct eng_mail nudge_mail;      /* re-register now: our candidates changed */
+	atomic_bool nudge_pending;
 	struct eng_timer tick;           /* session redial, registration refresh */
 	struct eng_timer stun_timer;     /* STUN retransmissions */
 	/* shard 0 only */
@@ -81,6 +84,11 @@ bool rdv_send(struct rendezvous *r, const struct rdv_msg *m);
 void rdv_datagram(struct crust_service *svc, struct shard *sh,
 		  const struct sockaddr_storage *from, socklen_t fromlen, const uint8_t *p,
 		  uint32_t len);
+/*
+ * Any thread: our candidates changed (a port mapping came or went): register
+ * again now rather than at the next refresh. Not during crust_service_free.
+ */
+void rdv_candidates_changed(struct crust_service *svc);
 /* Append our external endpoints (TCP, then UDP) to out (n room, got used); the new count. */
 int rdv_external_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n,
 			   int got);

@@ -27,6 +27,7 @@
 
 #include "engine/addr.h"
 #include "p2p/node.h"
+#include "p2p/rendezvous.h"
 #include "portmap.h"
 
 #define RETRY_MIN_S 60u
@@ -194,8 +195,10 @@ static void publish(struct portmap *p, int i, const struct pm_mapped *got)
 	p->has[i] = true;
 	p->ext[i] = ep;
 	pthread_mutex_unlock(&p->lock);
-	if (changed)
+	if (changed) {
 		emit_external(p, &ep, got->double_nat);
+		rdv_candidates_changed(p->svc); /* the coordinator hands it out from now on */
+	}
 }
 
 static void withdraw(struct portmap *p, int i)

@@ -6,7 +6,8 @@ The lab: LAN 1 behind a port-restricted router running miniupnpd (UPnP IGD,
 NAT-PMP and PCP on 5351, secure_mode, external address by STUN from a coturn
 on the public side); LAN 2 the same with every mapping refused; LAN 3 with no
 gateway service at all; LAN 4 with tests/lab/fakegw.py answering garbage to
-SSDP, HTTP and UDP 5351. A node P on the public segment (no mapping).
+SSDP, HTTP and UDP 5351; LAN 5 behind a symmetric router. A node P on the
+public segment (no mapping), later a crust coordinator there too.
 
   - UPnP (forced, lease 6 s): the node behind LAN 1 reports port_mapping and
     external_endpoint (source "upnp (double NAT)": our WAN range is reserved,
@@ -19,6 +20,10 @@ SSDP, HTTP and UDP 5351. A node P on the public segment (no mapping).
     mappings are gone from miniupnpd's chain.
   - a port another LAN host holds (upnpc): error 718, and the IGD hands out
     another external port (AddAnyPortMapping), which is reported and forwarded.
+  - through a coordinator: the node registers its mapped endpoints (at once,
+    not at the next refresh), and a peer behind a symmetric NAT (LAN 5) with
+    the relay off reaches it there with `punch` (port-restricted <-> symmetric
+    has no punch that works otherwise); the node says via "upnp".
   - PCP (forced by --port-mapping) and NAT-PMP (forced by a config file's
     port_mapping, with its port_mapping_lease_s) map through the same miniupnpd, P connects,
     and the mappings are deleted at exit.
@@ -30,14 +35,16 @@ SSDP, HTTP and UDP 5351. A node P on the public segment (no mapping).
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from crustnode import CrustNode, check, exchange, log, run  # noqa: E402
+from crustnode import CrustNode, check, crust_binary, exchange, log, run  # noqa: E402
 from natlab import NatLab  # noqa: E402
 
 T = 30.0
+COORD_PORT = 4478
 
 
 def node_behind(lab, lan, name, method, lease=None, config=None):
@@ -123,6 +130,42 @@ def conflict(lab, lan, mini):
     lab.run(lan.hosts[1], "upnpc", "-i", "-d", str(port), "TCP")
 
 
+def start_coordinator(lab):
+    """crust coordinator on the public side (port 4478: coturn has 3478), stopped by PID."""
+    c = lab.daemon(lab.public, crust_binary(), "coordinator", "--listen",
+                   "%s:%d" % (lab.coord_ips[0], COORD_PORT), stdout=subprocess.PIPE,
+                   stderr=subprocess.DEVNULL, text=True)
+    ev = json.loads(c.stdout.readline())
+    check(ev["event"] == "coordinator_started", "coordinator started: %s" % ev)
+    return c
+
+
+def through_coordinator(lab, lan, sym_lan, mini):
+    """A symmetric-NAT peer with the relay off reaches a port-restricted node only
+    through the mapping the node registered (no punch works between those two)."""
+    coord = ["--coordinator", "%s:%d" % (lab.coord_ips[0], COORD_PORT)]
+    a = CrustNode("mapped", netns=lan.host, bind="0.0.0.0",
+                  args=coord + ["--port-mapping", "upnp"])
+    mapped(a, "tcp")
+    a.wait_for("external_endpoint", lambda e: e["source"] == "coordinator", T)
+    b = CrustNode("symmetric", netns=sym_lan.host, bind="0.0.0.0",
+                  args=coord + ["--no-relay", "--punch-timeout-ms", "4000"])
+    b.wait_for("external_endpoint", lambda e: e["source"] == "coordinator", T)
+    b.send_command("punch " + a.peer)
+    rb = b.wait_for("punch_result", lambda e: e["peer"] == a.peer, T)
+    check(rb["ok"] and rb["addr"] == "%s:%d" % (lan.wan_ip, a.port),
+          "symmetric peer, relay off, reached the node at its registered mapping: %s" % rb,
+          a, b)
+    ea = a.wait_for("new_connection", lambda e: e["peer"] == b.peer, T)
+    ra = a.wait_for("punch_result", lambda e: e["peer"] == b.peer, T)
+    check(ea["via"] == "upnp" and ra["ok"] and ra["via"] == "upnp",
+          "the node says via %s (punch_result: %s); the peer %s (it dialed an endpoint that "
+          "looks public)" % (ea["via"], ra["via"], rb["via"]), a)
+    exchange(b, a, "through the registered mapping")
+    b.quit()
+    gone_after_exit(lab, mini, a, "upnp (coordinator)")
+
+
 def failing(lab, n, name, p, words):
     ev = n.wait_for("port_mapping", timeout=T)
     check(not ev["ok"] and all(w in ev["reason"] for w in words),
@@ -147,6 +190,7 @@ def main():
         bare_lan = lab.lan("port")
         junk_lan = lab.lan("port")
         lab.fake_gateway(junk_lan)
+        sym_lan = lab.lan("sym")
         p = CrustNode("P", netns=lab.public, bind="0.0.0.0")
 
         # the failures first, in parallel: each takes a few seconds of bounded waiting
@@ -168,6 +212,8 @@ def main():
         gone_after_exit(lab, mini, n, "upnp")
 
         conflict(lab, ok_lan, mini)
+        start_coordinator(lab)
+        through_coordinator(lab, ok_lan, sym_lan, mini)
         # NAT-PMP chosen by the config file's keys, PCP by the command line
         cfg = os.path.join(tmp, "natpmp.json")
         with open(cfg, "w") as f:
