@@ -157,7 +157,9 @@ enum crust_event_type {
 	CRUST_EV_BOOTSTRAP_ROUND,         /* a bootstrap round ended without success; retry follows */
 	CRUST_EV_PORT_MAPPING,            /* the gateway mapped or renewed a port (addr: the mapped
 	                                     endpoint), or no method worked / a mapping was lost
-	                                     (error set); reason says which method and why */
+	                                     (error set); reason says which method and why. It and
+	                                     the mapping's EXTERNAL_ENDPOINT come from the service's
+	                                     port-mapping thread */
 };
 
 /* How a connection was made (NEW_CONNECTION and PUNCH_RESULT's via). */

@@ -24,8 +24,9 @@ public segment (no mapping), later a crust coordinator there too.
     not at the next refresh), and a peer behind a symmetric NAT (LAN 5) with
     the relay off reaches it there with `punch` (port-restricted <-> symmetric
     has no punch that works otherwise); the node says via "upnp".
-  - PCP (forced by --port-mapping) and NAT-PMP (forced by a config file's
-    port_mapping, with its port_mapping_lease_s) map through the same miniupnpd, P connects,
+  - PCP (forced by --port-mapping, lease 6 s: renewed with its nonce) and NAT-PMP
+    (forced by a config file's port_mapping, with its port_mapping_lease_s) map
+    through the same miniupnpd, P connects,
     and the mappings are deleted at exit.
   - refused (LAN 2, auto: UPnP error 606; NAT-PMP/PCP off on that router, as
     miniupnpd answers a refused one only after walking every port), no
@@ -184,7 +185,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="crust-upnp-test-")
     try:
         ok_lan = lab.lan("port", hosts=2)
-        mini = lab.miniupnpd(ok_lan)
+        mini = lab.miniupnpd(ok_lan, min_lifetime=4)   # PCP's floor is 120 s by default
         deny_lan = lab.lan("port")
         lab.miniupnpd(deny_lan, deny=True)
         bare_lan = lab.lan("port")
@@ -219,9 +220,10 @@ def main():
         with open(cfg, "w") as f:
             json.dump({"port_mapping": "natpmp", "port_mapping_lease_s": 600}, f)
         for method in ("pcp", "natpmp"):
-            n = node_behind(lab, ok_lan, method, method,
-                            config=cfg if method == "natpmp" else None)
-            tcp, _ = check_mapping(lab, ok_lan, mini, n, method, renew=False)
+            pcp = method == "pcp"
+            n = node_behind(lab, ok_lan, method, method, lease=6 if pcp else None,
+                            config=None if pcp else cfg)
+            tcp, _ = check_mapping(lab, ok_lan, mini, n, method, renew=pcp)
             if method == "natpmp":
                 check(any("lease 600 s" in e["reason"] for e in n.events
                           if e["event"] == "port_mapping"),
