@@ -100,6 +100,8 @@ void eng_rxbuf_put(struct eng_rxbuf *b)
 		recycle(r, b);
 		return;
 	}
+	/* counted before the push (which releases it): the drain never subtracts first */
+	atomic_fetch_add_explicit(&r->returned_n, 1, memory_order_relaxed);
 	struct eng_rxbuf *head = atomic_load_explicit(&r->returned, memory_order_relaxed);
 	do {
 		b->next_free = head;
@@ -122,11 +124,15 @@ void eng_bufring_heap_release(struct eng_bufring *r, uint64_t n)
 void eng_bufring_reclaim(struct eng_bufring *r)
 {
 	struct eng_rxbuf *b = atomic_exchange(&r->returned, NULL);
+	uint32_t n = 0;
 	while (b) {
 		struct eng_rxbuf *next = b->next_free;
 		recycle(r, b);
 		b = next;
+		n++;
 	}
+	if (n)
+		atomic_fetch_sub_explicit(&r->returned_n, n, memory_order_relaxed);
 	eng_bufring_flush(r);
 }
 

@@ -35,6 +35,7 @@ struct eng_bufring {
 	uint32_t in_kernel;           /* buffers the kernel may fill */
 	unsigned pending_adds;        /* added but not yet published */
 	_Atomic(struct eng_rxbuf *) returned; /* off-thread puts */
+	_Atomic uint32_t returned_n;  /* how many wait there (an idle shard may not look for long) */
 	atomic_bool starved;          /* a receive is waiting for buffers */
 	_Atomic uint64_t heap_held;   /* bytes of reassembled messages the user holds */
 	pthread_t owner;              /* thread allowed to recycle directly */

@@ -67,6 +67,8 @@ struct eng_stats {
 	_Atomic uint64_t rx_enobufs, rx_rearms, rx_pauses;
 	_Atomic uint64_t doorbells;
 	_Atomic uint64_t tx_zc_sends, tx_zc_copied;
+	/* gauges the shard publishes each loop iteration (what it owns; leak checks) */
+	_Atomic uint64_t live_sockets, live_timers, rx_buffers_out;
 };
 
 struct shard {

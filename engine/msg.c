@@ -1,7 +1,16 @@
 /* msg.c - allocation and release of struct crust_msg (see msg.h). */
 #include "msg.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
+
+/* messages alive in this process (relaxed: a gauge for leak checks, not a lock) */
+static _Atomic int64_t msgs_live;
+
+int64_t eng_msgs_live(void)
+{
+	return atomic_load_explicit(&msgs_live, memory_order_relaxed);
+}
 
 struct crust_msg *eng_msg_alloc(size_t len)
 {
@@ -20,6 +29,7 @@ struct crust_msg *eng_msg_alloc(size_t len)
 	m->rxbuf = NULL;
 	m->acct = NULL;
 	m->rx_acct = NULL;
+	atomic_fetch_add_explicit(&msgs_live, 1, memory_order_relaxed);
 	return m;
 }
 
@@ -56,6 +66,7 @@ struct crust_msg *eng_msg_view(struct eng_rxbuf *b, uint8_t *p, uint32_t len)
 	m->rxbuf = b;
 	m->acct = NULL;
 	m->rx_acct = NULL;
+	atomic_fetch_add_explicit(&msgs_live, 1, memory_order_relaxed);
 	return m;
 }
 
@@ -67,5 +78,6 @@ void eng_msg_free(struct crust_msg *m)
 		eng_rxbuf_put(m->rxbuf);
 	else if (m->rx_acct)
 		eng_bufring_heap_release(m->rx_acct, m->len);
+	atomic_fetch_sub_explicit(&msgs_live, 1, memory_order_relaxed);
 	free(m);
 }

@@ -50,6 +50,8 @@ struct crust_msg *eng_msg_realloc(struct crust_msg *m, size_t cap);
 void eng_msg_charge_rx(struct crust_msg *m, struct eng_bufring *r);
 /* A VIEW of len bytes at p inside b; takes a reference to b. */
 struct crust_msg *eng_msg_view(struct eng_rxbuf *b, uint8_t *p, uint32_t len);
+/* Messages allocated and not yet freed, in the whole process (any thread). */
+int64_t eng_msgs_live(void);
 /* Free a message (any thread); a VIEW drops its buffer reference. */
 void eng_msg_free(struct crust_msg *m);
 

@@ -23,11 +23,15 @@
 
 #include "compat.h"
 #include "stream.h"
+#include "tsan.h"
 
 #define CQE_BATCH 256
 #define STOP_GRACE_MS 3000
 
 static __thread struct shard *current;
+
+/* ring memory is unmapped by one ring's exit and may be mapped again by the next (tsan.h) */
+static int ring_memory_reuse;
 
 struct shard *eng_current_shard(void)
 {
@@ -155,6 +159,7 @@ static int ring_setup(struct shard *sh)
 	int ret = io_uring_queue_init_params(sq, &sh->ring, &p);
 	if (ret < 0)
 		return ret;
+	eng_tsan_acquire(&ring_memory_reuse);
 	sh->ring_up = true;
 	io_uring_register_ring_fd(&sh->ring);
 	return 0;
@@ -185,6 +190,7 @@ static void shard_teardown(struct shard *sh)
 {
 	eng_arena_destroy(&sh->arena, &sh->ring);
 	if (sh->ring_up) {
+		eng_tsan_release(&ring_memory_reuse);
 		io_uring_queue_exit(&sh->ring);
 		sh->ring_up = false;
 	}
@@ -206,6 +212,15 @@ static void dispatch(struct shard *sh)
 	}
 }
 
+/* Publish what this shard holds for crust_stats (its own fields are not atomic). */
+static void publish_gauges(struct shard *sh)
+{
+	atomic_store_explicit(&sh->stats.live_sockets, sh->live, memory_order_relaxed);
+	atomic_store_explicit(&sh->stats.live_timers, sh->timers.count, memory_order_relaxed);
+	atomic_store_explicit(&sh->stats.rx_buffers_out,
+			      sh->rx.count - eng_bufring_available(&sh->rx), memory_order_relaxed);
+}
+
 static void loop_once(struct shard *sh, int64_t max_wait_ms)
 {
 	sh->now_ms = eng_clock_ms();
@@ -216,6 +231,7 @@ static void loop_once(struct shard *sh, int64_t max_wait_ms)
 	int64_t wait = eng_timers_next(&sh->timers, sh->now_ms);
 	if (wait < 0 || (max_wait_ms >= 0 && wait > max_wait_ms))
 		wait = max_wait_ms;
+	publish_gauges(sh); /* before a wait that may be long */
 	struct __kernel_timespec ts = { .tv_sec = wait / 1000, .tv_nsec = (wait % 1000) * 1000000 };
 	struct io_uring_cqe *cqe;
 	int ret = io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1, wait >= 0 ? &ts : NULL, NULL);
@@ -226,6 +242,7 @@ static void loop_once(struct shard *sh, int64_t max_wait_ms)
 	eng_timers_run(&sh->timers, sh->now_ms);
 	dispatch(sh);
 	eng_bufring_flush(&sh->rx);
+	publish_gauges(sh);
 }
 
 static void pin_to_cpu(unsigned id)

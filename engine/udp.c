@@ -54,14 +54,22 @@ static void set_sockbuf(int fd, int opt_force, int opt, int size)
 int eng_udp_open(struct eng_udp *u, struct shard *sh, int fd, const struct eng_udp_ops *ops,
 		 void *owner)
 {
+	return eng_udp_open_slots(u, sh, fd, ops, owner, ENG_UDP_SLOTS);
+}
+
+int eng_udp_open_slots(struct eng_udp *u, struct shard *sh, int fd,
+		       const struct eng_udp_ops *ops, void *owner, unsigned nslots)
+{
 	memset(u, 0, sizeof(*u));
-	u->slots = calloc(ENG_UDP_SLOTS, sizeof(*u->slots));
+	if (!nslots || nslots > ENG_UDP_SLOTS)
+		return -EINVAL;
+	u->slots = calloc(nslots, sizeof(*u->slots));
 	if (!u->slots)
 		return -ENOMEM;
-	for (unsigned i = 0; i < ENG_UDP_SLOTS; i++) {
+	for (unsigned i = 0; i < nslots; i++) {
 		u->slots[i].op.cb = send_cb;
 		u->slots[i].u = u;
-		u->slots[i].next_free = i + 1 < ENG_UDP_SLOTS ? &u->slots[i + 1] : NULL;
+		u->slots[i].next_free = i + 1 < nslots ? &u->slots[i + 1] : NULL;
 	}
 	u->free_slots = &u->slots[0];
 	u->sh = sh;

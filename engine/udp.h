@@ -79,6 +79,13 @@ int eng_udp_open(struct eng_udp *u, struct shard *sh, int fd, const struct eng_u
  */
 int eng_udp_send(struct eng_udp *u, const struct sockaddr *to, socklen_t tolen,
 		 const struct iovec *iov, unsigned iovcnt, uint16_t gso_size, void *ctx);
+/*
+ * The same with nslots sends in flight at most (1..ENG_UDP_SLOTS): for
+ * many short-lived sockets, whose send slots would otherwise cost ~80 KB
+ * each. -EINVAL for a bad nslots.
+ */
+int eng_udp_open_slots(struct eng_udp *u, struct shard *sh, int fd,
+		       const struct eng_udp_ops *ops, void *owner, unsigned nslots);
 void eng_udp_close(struct eng_udp *u);
 
 #endif

@@ -412,6 +412,16 @@ struct crust_stats {
 	uint64_t udp_rcvbuf_drops;               /* datagrams the kernel dropped: socket buffer full */
 	uint64_t udp_dup_packets;                /* authentic packets received before: dropped */
 	uint64_t udp_late_packets;               /* authentic packets arriving after a higher number */
+	/* what is alive now (gauges; leak checks compare them before and after) */
+	uint64_t live_conns;                     /* connections in any state: dialing, handshake,
+	                                            up, closing */
+	uint64_t live_sockets;                   /* sockets the shards have not finished closing */
+	uint64_t live_timers;                    /* armed timers on the shards */
+	uint64_t rx_buffers_out;                 /* receive buffers out of the kernel's ring: held
+	                                            by messages or being processed */
+	uint64_t rx_held_bytes;                  /* reassembled received messages not released */
+	uint64_t live_msgs;                      /* messages allocated and not freed, in the whole
+	                                            process (every service; sent ones until sent) */
 };
 CRUST_API void crust_stats(struct crust_service *svc, struct crust_stats *out);
 

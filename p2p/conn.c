@@ -389,13 +389,13 @@ static void on_closed(void *ctx, struct tp_conn *c, int err, const char *reason)
 
 /* A datagram the transport does not recognise: STUN or punch probes, for NAT traversal. */
 static void on_datagram(void *ctx, struct shard *sh, const struct sockaddr_storage *from,
-			socklen_t fromlen, const uint8_t *p, uint32_t len)
+			socklen_t fromlen, const uint8_t *p, uint32_t len, void *sock_user)
 {
 	struct crust_service *svc = ctx;
-	if (svc->coord)
+	if (svc->coord && !sock_user)
 		coord_stun_datagram(svc, sh, from, fromlen, p, len);
 	else
-		rdv_datagram(svc, sh, from, fromlen, p, len);
+		rdv_datagram(svc, sh, from, fromlen, p, len, sock_user);
 }
 
 const struct tp_callbacks conn_callbacks = {

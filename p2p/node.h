@@ -112,7 +112,7 @@ struct wait_successor;
 struct p2p_shard {
 	struct p2p_conn *conns;
 	struct wait_successor *waits;      /* dedupe.c: entries waiting for a successor */
-	unsigned nconns;
+	_Atomic unsigned nconns;          /* live connections, any state (crust_stats reads it) */
 	_Atomic uint64_t rx_msgs, tx_msgs;
 };
 

@@ -12,6 +12,7 @@
 #include "engine/addr.h"
 #include "node.h"
 #include "ports.h"
+#include "rendezvous.h"
 
 /* Move t's listeners to want on the bind address (0: random); the port in *port. */
 static int move(struct crust_service *svc, struct transport *t, uint16_t want, uint16_t *port)
@@ -64,6 +65,7 @@ int ports_rebind(struct crust_service *svc)
 		return err;
 	}
 	announce(svc, svc->tcp, old_tcp, 0, tcp);
+	rdv_listeners_moved(svc); /* peers must be handed the new ports' mappings */
 	if (!uerr)
 		announce(svc, svc->rudp, old_udp, tcp, udp);
 	else if (uerr != -ENOTCONN)

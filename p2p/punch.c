@@ -27,6 +27,14 @@
  * when the cone side filters by nothing or by address only). The
  * responder's probes keep its own NAT open for the initiator's packets.
  *
+ * Random symmetric NATs: birthday.h. From BDAY_DELAY_MS after the start,
+ * if no UDP path is seen yet, the side behind a symmetric NAT (two
+ * registered mappings on different ports) opens many extra sockets
+ * toward a cone peer, and the cone side probes random ports of its IP.
+ * The symmetric side dials (whatever the handshake roles) over the
+ * socket a probe reached; the cone side never dials a path announced as
+ * birthday (it would reach a socket that does not accept).
+ *
  * Locking: the punch list is under r->lock; timers and attempts are on
  * shard 0; claims and results may come from any shard.
  */
@@ -36,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "birthday.h"
 #include "engine/addr.h"
 #include "node.h"
 #include "rendezvous.h"
@@ -65,11 +74,18 @@ struct punch {
 	struct sockaddr_storage pred[2 * PUNCH_PREDICT]; /* the peer's next mappings, guessed */
 	unsigned npred;
 	bool predicted;                      /* the UDP path was found by prediction */
+	struct bday bday;                    /* birthday punching (random symmetric NATs) */
+	enum bday_role bday_role;            /* the role this round, once it starts */
+	bool bday_won;                       /* our extra socket carries the connection */
+	struct sockaddr_storage bday_seen;   /* the peer's extra socket that reached us */
+	bool bday_seen_ok;
 	struct eng_timer timer;              /* shard 0 */
+	struct eng_timer bday_timer;         /* shard 0: birthday batches */
 	struct eng_mail mail;
 };
 
 static void timer_cb(struct eng_timer *t, void *ctx);
+static void bday_tick(struct eng_timer *t, void *ctx);
 
 static struct punch *by_req(struct rendezvous *r, uint32_t req)
 {
@@ -96,6 +112,7 @@ static struct punch *punch_new(struct rendezvous *r, const struct crust_peer_id 
 	p->peer = *peer;
 	p->asked_ms = eng_clock_ms();
 	eng_timer_init(&p->timer, timer_cb, p);
+	eng_timer_init(&p->bday_timer, bday_tick, p);
 	p->next = r->punches;
 	r->punches = p;
 	return p;
@@ -142,6 +159,16 @@ static bool same_ip(const struct sockaddr_storage *a, const struct sockaddr_stor
 	return eng_addr_ip_key(a, ia) && eng_addr_ip_key(b, ib) && !memcmp(ia, ib, 16);
 }
 
+static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	return same_ip(a, b) && eng_addr_port(a) == eng_addr_port(b);
+}
+
+static socklen_t addr_len(const struct sockaddr_storage *a)
+{
+	return a->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+}
+
 /* The peer's public IP (the first candidate: its session as the coordinator saw it). */
 static bool is_public(const struct punch *p, const struct sockaddr_storage *a)
 {
@@ -157,7 +184,9 @@ static enum crust_via via_for(struct punch *p, const struct sockaddr_storage *to
 	if (!p->r->natted || !p->peer_natted || !is_public(p, to))
 		return CRUST_VIA_DIRECT;
 	if (t == CRUST_TRANSPORT_RUDP)
-		return p->predicted ? CRUST_VIA_PREDICTED : CRUST_VIA_UDP_PUNCH;
+		return p->predicted || (p->bday_seen_ok && same_addr(&p->bday_seen, to))
+			       ? CRUST_VIA_PREDICTED
+			       : CRUST_VIA_UDP_PUNCH;
 	return CRUST_VIA_TCP_PUNCH;
 }
 
@@ -197,19 +226,22 @@ static void attempt(struct punch *p, unsigned i)
 	p->live[i] = true;
 }
 
+static void probe_encode(const struct punch *p, uint8_t flags, uint8_t out[PUNCH_PROBE_LEN])
+{
+	struct punch_probe pp = { .flags = flags, .from = p->r->svc->id };
+	memcpy(pp.token, p->token, RDV_TOKEN_LEN);
+	punch_probe_encode(&pp, out);
+}
+
 static void send_probe(struct punch *p, const struct sockaddr_storage *to, uint8_t flags)
 {
-	struct crust_service *svc = p->r->svc;
-	struct transport *t = svc->rudp;
+	struct transport *t = p->r->svc->rudp;
 	if (!t || !t->vt->send_datagram)
 		return;
-	struct punch_probe pp = { .flags = flags, .from = svc->id };
-	memcpy(pp.token, p->token, RDV_TOKEN_LEN);
 	uint8_t out[PUNCH_PROBE_LEN];
-	punch_probe_encode(&pp, out);
-	socklen_t len = to->ss_family == AF_INET ? sizeof(struct sockaddr_in)
-						 : sizeof(struct sockaddr_in6);
-	t->vt->send_datagram(t, p->r->sh, (const struct sockaddr *)to, len, out, sizeof(out));
+	probe_encode(p, flags, out);
+	t->vt->send_datagram(t, p->r->sh, (const struct sockaddr *)to, addr_len(to), out,
+			     sizeof(out));
 }
 
 /* Under lock, shard 0: the initiator's reliable-UDP dial to where the peer's probes come from. */
@@ -218,15 +250,16 @@ static void udp_dial(struct punch *p)
 	struct crust_service *svc = p->r->svc;
 	if (!p->initiate || p->udp_dialed || !p->udp_seen_ok || !svc->rudp)
 		return;
+	/* the peer's extra socket accepts nothing: the peer dials over it */
+	if (p->bday_seen_ok && same_addr(&p->bday_seen, &p->udp_seen))
+		return;
 	struct p2p_conn *pc = attempt_conn(p, via_for(p, &p->udp_seen, CRUST_TRANSPORT_RUDP));
 	if (!pc)
 		return;
 	pc->punch_cand = PUNCH_CAND_UDP;
-	socklen_t len = p->udp_seen.ss_family == AF_INET ? sizeof(struct sockaddr_in)
-							 : sizeof(struct sockaddr_in6);
 	struct tp_conn *tc = NULL;
-	int err = svc->rudp->vt->connect(svc->rudp, p->r->sh, (struct sockaddr *)&p->udp_seen, len,
-					 pc, &tc);
+	int err = svc->rudp->vt->connect(svc->rudp, p->r->sh, (struct sockaddr *)&p->udp_seen,
+					 addr_len(&p->udp_seen), pc, &tc);
 	if (err) {
 		pc->stopping = true;
 		conn_discard(pc, p->r->sh);
@@ -331,6 +364,8 @@ static void timer_cb(struct eng_timer *t, void *ctx)
 	case PUNCH_DONE:
 		/* finished elsewhere, or its linger is over */
 		unlink_punch(r, p);
+		eng_timer_cancel(&r->sh->timers, &p->bday_timer);
+		bday_close(&p->bday);
 		pthread_mutex_unlock(&r->lock);
 		free(p);
 		return;
@@ -355,20 +390,28 @@ static void timer_cb(struct eng_timer *t, void *ctx)
  * counter's low byte wrapping (docs/NATLAB.md). Bounded: 2 x
  * PUNCH_PREDICT probes per retry round, and only until a path is seen.
  */
+/* The peer's public UDP mappings: *a the first, *b a second on another port (symmetric NAT). */
+static void peer_mappings(const struct punch *p, const struct crust_endpoint **a,
+			  const struct crust_endpoint **b)
+{
+	*a = *b = NULL;
+	for (unsigned i = 0; i < p->ncands && !*b; i++) {
+		const struct crust_endpoint *c = &p->cands[i];
+		if (c->transport != CRUST_TRANSPORT_RUDP || !is_public(p, &c->addr))
+			continue;
+		if (!*a)
+			*a = c;
+		else if (eng_addr_port(&c->addr) != eng_addr_port(&(*a)->addr))
+			*b = c;
+	}
+}
+
 static void predict(struct punch *p)
 {
 	p->npred = 0;
 	p->predicted = false;
-	const struct crust_endpoint *a = NULL, *b = NULL;
-	for (unsigned i = 0; i < p->ncands && !b; i++) {
-		const struct crust_endpoint *c = &p->cands[i];
-		if (c->transport != CRUST_TRANSPORT_RUDP || !is_public(p, &c->addr))
-			continue;
-		if (!a)
-			a = c;
-		else if (eng_addr_port(&c->addr) != eng_addr_port(&a->addr))
-			b = c;
-	}
+	const struct crust_endpoint *a, *b;
+	peer_mappings(p, &a, &b);
 	if (!b)
 		return;
 	int delta = (int)eng_addr_port(&b->addr) - (int)eng_addr_port(&a->addr);
@@ -381,6 +424,31 @@ static void predict(struct punch *p)
 			eng_addr_set_port(&p->pred[p->npred++], (uint16_t)port);
 		}
 	}
+}
+
+/*
+ * Under lock: our birthday role with this peer (birthday.h), from what
+ * both of us registered: the side behind a symmetric NAT (two public UDP
+ * mappings on different ports) opens the sockets, a cone peer (one
+ * mapping) probes. Both read the same registrations, so both pick
+ * matching roles. Two symmetric NATs: neither (the relay). A predictable
+ * NAT gets the same roles, but its sequential prediction wins long before
+ * BDAY_DELAY_MS; a random one's "delta" predicts nothing.
+ */
+static enum bday_role bday_role_for(const struct punch *p)
+{
+	const struct rendezvous *r = p->r;
+	const struct crust_endpoint *a, *b;
+	peer_mappings(p, &a, &b);
+	if (!a || !r->has_ext_udp || !r->natted || p->r->svc->cfg.no_udp_punch)
+		return BDAY_OFF;
+	bool we_two = r->has_ext_udp2 &&
+		      eng_addr_port(&r->ext_udp2.addr) != eng_addr_port(&r->ext_udp.addr);
+	if (we_two && !b)
+		return BDAY_SOCKETS;
+	if (!we_two && b)
+		return BDAY_PROBER;
+	return BDAY_OFF;
 }
 
 static bool is_predicted(const struct punch *p, const struct sockaddr_storage *a)
@@ -427,9 +495,16 @@ void punch_on_punch(struct rendezvous *r, const struct rdv_msg *m)
 	p->udp_seen_ok = p->udp_dialed = false;
 	p->peer_natted = peer_behind_nat(m);
 	predict(p);
+	bday_close(&p->bday);
+	p->bday_won = p->bday_seen_ok = false;
+	p->bday_role = bday_role_for(p);
 	p->phase = PUNCH_WAITING;
 	p->deadline_ms = r->sh->now_ms + m->start_in_ms + r->svc->cfg.punch_timeout_ms;
 	eng_timer_arm(&r->sh->timers, &p->timer, m->start_in_ms);
+	if (p->bday_role != BDAY_OFF)
+		eng_timer_arm(&r->sh->timers, &p->bday_timer,
+			      m->start_in_ms + BDAY_DELAY_MS +
+				      (p->bday_role == BDAY_PROBER ? BDAY_PROBER_LAG_MS : 0));
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -525,8 +600,8 @@ void punch_attempt_failed(struct p2p_conn *pc)
 	pthread_mutex_lock(&r->lock);
 	struct punch *p = by_req(r, pc->punch_req);
 	unsigned i = pc->punch_cand;
-	if (p && i == PUNCH_CAND_UDP)
-		p->udp_dialed = false; /* the next probe dials again */
+	if (p && i == PUNCH_CAND_UDP && !p->bday_won)
+		p->udp_dialed = false; /* the next probe dials again (an extra socket is gone) */
 	else if (p && pc->tc && pc->tc->outgoing && i < RDV_MAX_EPS)
 		p->live[i] = false; /* the next retry dials it again */
 	pthread_mutex_unlock(&r->lock);
@@ -601,16 +676,104 @@ static struct punch *by_token(struct rendezvous *r, const uint8_t token[RDV_TOKE
 	return NULL;
 }
 
+/* --- birthday punching ---------------------------------------------------------- */
+
+/*
+ * Under lock, shard 0: a probe of the peer reached our extra socket bs:
+ * answer from it (the peer learns the path), close the others, and run
+ * the reliable-UDP connection over it (the connection owns it now).
+ */
+static void bday_win(struct punch *p, struct bday_sock *bs, const struct sockaddr_storage *from,
+		     uint8_t flags)
+{
+	struct crust_service *svc = p->r->svc;
+	if (!(flags & PUNCH_PROBE_ANSWER)) {
+		uint8_t out[PUNCH_PROBE_LEN];
+		probe_encode(p, PUNCH_PROBE_ANSWER | PUNCH_PROBE_PREDICTED | PUNCH_PROBE_BIRTHDAY, out);
+		bday_send(bs, from, out, sizeof(out));
+	}
+	struct tp_sock *s = bday_take(&p->bday, bs);
+	bday_close(&p->bday);
+	p->udp_seen = *from;
+	p->udp_seen_ok = p->predicted = p->bday_won = p->udp_dialed = true;
+	struct p2p_conn *pc = attempt_conn(p, CRUST_VIA_PREDICTED);
+	if (!pc) {
+		svc->rudp->vt->sock_close(s);
+		return;
+	}
+	pc->punch_cand = PUNCH_CAND_UDP;
+	struct tp_conn *tc = NULL;
+	int err = svc->rudp->vt->connect_on(s, (const struct sockaddr *)from, addr_len(from), pc,
+					    &tc);
+	if (err) {
+		pc->stopping = true;
+		conn_discard(pc, p->r->sh);
+		return;
+	}
+	pc->tc = tc;
+}
+
+/* Shard 0: the next batch of extra sockets or random probes, until a path is seen. */
+static void bday_tick(struct eng_timer *t, void *ctx)
+{
+	(void)t;
+	struct punch *p = ctx;
+	struct rendezvous *r = p->r;
+	pthread_mutex_lock(&r->lock);
+	bool live = p->phase == PUNCH_WAITING || p->phase == PUNCH_PUNCHING;
+	if (!live || p->udp_seen_ok) {
+		bday_close(&p->bday); /* won, found otherwise, or given up: the sockets go now */
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	if (p->bday.role == BDAY_OFF) {
+		const struct crust_endpoint *a, *b;
+		peer_mappings(p, &a, &b);
+		uint8_t probe[PUNCH_PROBE_LEN];
+		probe_encode(p, (uint8_t)(PUNCH_PROBE_PREDICTED | (p->bday_role == BDAY_SOCKETS
+									   ? PUNCH_PROBE_BIRTHDAY
+									   : 0)),
+			     probe);
+		if (!a || bday_start(&p->bday, p->bday_role, r->svc->rudp, r->sh, &a->addr, probe)) {
+			pthread_mutex_unlock(&r->lock);
+			return;
+		}
+	}
+	bday_step(&p->bday);
+	/* ticking on after the last batch: the sockets close as soon as the punch ends */
+	eng_timer_arm(&r->sh->timers, &p->bday_timer, BDAY_TICK_MS);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Under lock, shard 0: a datagram on one of our extra sockets. */
+static void bday_probe(struct rendezvous *r, struct bday_sock *bs,
+		       const struct sockaddr_storage *from, const struct punch_probe *pp)
+{
+	struct punch *p = by_token(r, pp->token);
+	if (p && crust_peer_eq(&pp->from, &p->peer) && bday_owns(&p->bday, bs) && !p->bday_won)
+		bday_win(p, bs, from, pp->flags);
+}
+
 void punch_probe(struct rendezvous *r, const struct sockaddr_storage *from, const uint8_t *b,
-		 uint32_t len)
+		 uint32_t len, void *sock_user)
 {
 	struct punch_probe pp;
 	if (!punch_probe_decode(b, len, &pp) || r->svc->cfg.no_udp_punch)
 		return; /* neither STUN nor a probe of ours (or UDP punching is off here) */
 	pthread_mutex_lock(&r->lock);
+	if (sock_user) {
+		bday_probe(r, sock_user, from, &pp);
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
 	struct punch *p = by_token(r, pp.token);
 	/* the token came to both of us inside our coordinator sessions: the probe is the peer's */
 	if (p && crust_peer_eq(&pp.from, &p->peer)) {
+		if (pp.flags & PUNCH_PROBE_BIRTHDAY) {
+			/* from the peer's extra socket: it dials over that, we never do */
+			p->bday_seen = *from;
+			p->bday_seen_ok = true;
+		}
 		if (!p->udp_seen_ok || !same_ip(&p->udp_seen, from) ||
 		    eng_addr_port(&p->udp_seen) != eng_addr_port(from)) {
 			p->udp_seen = *from; /* the source actually seen (peer-reflexive) */
@@ -632,8 +795,11 @@ void punch_probe(struct rendezvous *r, const struct sockaddr_storage *from, cons
 void punch_stop(struct rendezvous *r)
 {
 	pthread_mutex_lock(&r->lock);
-	for (struct punch *p = r->punches; p; p = p->next)
+	for (struct punch *p = r->punches; p; p = p->next) {
 		eng_timer_cancel(&r->sh->timers, &p->timer);
+		eng_timer_cancel(&r->sh->timers, &p->bday_timer);
+		bday_close(&p->bday);
+	}
 	pthread_mutex_unlock(&r->lock);
 }
 

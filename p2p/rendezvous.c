@@ -210,7 +210,10 @@ void rdv_conn_closed(struct p2p_conn *pc)
 	pthread_mutex_lock(&r->lock);
 	r->registered = false;
 	pthread_mutex_unlock(&r->lock);
-	if (!pc->stopping) {
+	if (!pc->stopping && r->redial_now) {
+		r->redial_now = false;
+		eng_timer_arm(&r->sh->timers, &r->tick, 0);
+	} else if (!pc->stopping) {
 		svc_log(pc->svc, CRUST_LOG_INFO, "coordinator session lost; redial in %u ms",
 			r->backoff_ms);
 		eng_timer_arm(&r->sh->timers, &r->tick, r->backoff_ms);
@@ -390,18 +393,24 @@ static void dgram_on_shard0(struct shard *sh, struct eng_mail *m)
 	if (stun_is_message(dm->data, dm->len))
 		stun_answer(dm->r, dm->data, dm->len);
 	else
-		punch_probe(dm->r, &dm->from, dm->data, dm->len);
+		punch_probe(dm->r, &dm->from, dm->data, dm->len, NULL);
 	free(dm);
 }
 
 void rdv_datagram(struct crust_service *svc, struct shard *sh,
 		  const struct sockaddr_storage *from, socklen_t fromlen, const uint8_t *p,
-		  uint32_t len)
+		  uint32_t len, void *sock_user)
 {
 	(void)fromlen;
 	struct rendezvous *r = svc->rdv;
 	if (!r || len > RDV_DGRAM_MAX)
 		return;
+	if (sock_user) {
+		/* an extra socket of a birthday punch: on shard 0, its pointer only valid now */
+		if (sh == r->sh)
+			punch_probe(r, from, p, len, sock_user);
+		return;
+	}
 	struct dgram_mail *dm = malloc(sizeof(*dm) + len);
 	if (!dm)
 		return;
@@ -414,6 +423,35 @@ void rdv_datagram(struct crust_service *svc, struct shard *sh,
 		dgram_on_shard0(sh, &dm->m);
 	else
 		eng_post(r->sh, &dm->m);
+}
+
+/* --- listeners moved ------------------------------------------------------------ */
+
+static void moved_on_shard0(struct shard *sh, struct eng_mail *m)
+{
+	struct rendezvous *r = container_of(m, struct rendezvous, moved_mail);
+	atomic_store(&r->moved_posted, false);
+	if (atomic_load(&sh->stop))
+		return;
+	/* the new UDP socket has a new mapping: learn it (its answer re-registers) */
+	eng_timer_cancel(&sh->timers, &r->stun_timer);
+	stun_round(r);
+	/* the session left from the old TCP port, whose mapping the coordinator hands out */
+	if (r->session && r->session->state != CONN_CLOSING) {
+		r->redial_now = true;
+		svc_log(r->svc, CRUST_LOG_INFO,
+			"listeners moved: re-registering with the coordinator from the new port");
+		conn_close(r->session, 0, "listeners moved to a new port");
+	}
+}
+
+void rdv_listeners_moved(struct crust_service *svc)
+{
+	struct rendezvous *r = svc->rdv;
+	if (!r || atomic_exchange(&r->moved_posted, true))
+		return; /* none, or a move is already on its way */
+	r->moved_mail.fn = moved_on_shard0;
+	eng_post(r->sh, &r->moved_mail);
 }
 
 /* --- lifecycle ------------------------------------------------------------------ */

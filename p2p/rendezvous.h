@@ -41,6 +41,9 @@ struct rendezvous {
 	struct eng_mail start_mail;
 	struct eng_mail nudge_mail;      /* re-register now: our candidates changed */
 	atomic_bool nudge_pending;
+	struct eng_mail moved_mail;      /* the listeners moved (rebind_interval_ms) */
+	atomic_bool moved_posted;        /* moved_mail is queued */
+	bool redial_now;                 /* shard 0: the session closes to move: redial at once */
 	struct eng_timer tick;           /* session redial, registration refresh */
 	struct eng_timer stun_timer;     /* STUN retransmissions */
 	/* shard 0 only */
@@ -79,11 +82,19 @@ void rdv_conn_closed(struct p2p_conn *pc);
 bool rdv_send(struct rendezvous *r, const struct rdv_msg *m);
 /*
  * A datagram the reliable-UDP transport did not recognise (STUN answer,
- * punch probe), on any shard; handled on shard 0.
+ * punch probe), on any shard; handled on shard 0. sock_user: as the
+ * transport's datagram callback gives it (an extra socket: shard 0).
  */
 void rdv_datagram(struct crust_service *svc, struct shard *sh,
 		  const struct sockaddr_storage *from, socklen_t fromlen, const uint8_t *p,
-		  uint32_t len);
+		  uint32_t len, void *sock_user);
+/*
+ * Any thread, after ports_rebind moved the listeners: on shard 0, ask
+ * STUN again from the new UDP socket and move the coordinator session to
+ * the new TCP port (close it, redial at once, register again), so peers
+ * are handed our new public endpoints, not the old ports' mappings.
+ */
+void rdv_listeners_moved(struct crust_service *svc);
 /*
  * Any thread: our candidates changed (a port mapping came or went): register
  * again now rather than at the next refresh. Not during crust_service_free.
@@ -102,9 +113,12 @@ void punch_claim(struct crust_service *svc, struct p2p_conn *pc);
 /* Any shard: a punch attempt (pc->punch_req) is up, or failed before it was. */
 void punch_established(struct p2p_conn *pc);
 void punch_attempt_failed(struct p2p_conn *pc);
-/* Shard 0: a datagram that is not STUN: maybe a punch probe. */
+/*
+ * Shard 0: a datagram that is not STUN: maybe a punch probe. sock_user:
+ * NULL from the listener, else the struct bday_sock it reached.
+ */
 void punch_probe(struct rendezvous *r, const struct sockaddr_storage *from, const uint8_t *p,
-		 uint32_t len);
+		 uint32_t len, void *sock_user);
 /* Shard 0, at stop: cancel the punches' timers; free them. */
 void punch_stop(struct rendezvous *r);
 void punch_free_all(struct rendezvous *r);

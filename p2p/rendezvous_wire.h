@@ -40,6 +40,7 @@
 #define PUNCH_PROBE_LEN 55u
 #define PUNCH_PROBE_ANSWER 1u
 #define PUNCH_PROBE_PREDICTED 2u   /* sent to a predicted port, or answers a path found so */
+#define PUNCH_PROBE_BIRTHDAY 4u    /* sent from an extra socket (birthday.h): it dials, never accepts */
 
 enum rdv_code { RDV_REGISTER = 5, RDV_REGISTERED = 6, RDV_REACH = 7, RDV_PUNCH = 8,
 		RDV_REFUSED = 9 };

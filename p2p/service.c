@@ -739,7 +739,17 @@ CRUST_API void crust_stats(struct crust_service *svc, struct crust_stats *out)
 		out->tx_zc_copied += atomic_load(&sh->stats.tx_zc_copied);
 		out->rx_msgs += atomic_load(&ps->rx_msgs);
 		out->tx_msgs += atomic_load(&ps->tx_msgs);
+		out->live_conns += atomic_load(&ps->nconns);
+		out->live_sockets += atomic_load(&sh->stats.live_sockets);
+		out->live_timers += atomic_load(&sh->stats.live_timers);
+		/* buffers already given back but not yet taken in by an idle shard are not out */
+		uint64_t out_now = atomic_load(&sh->stats.rx_buffers_out);
+		uint64_t back = atomic_load(&sh->rx.returned_n);
+		out->rx_buffers_out += out_now > back ? out_now - back : 0;
+		out->rx_held_bytes += atomic_load(&sh->rx.heap_held);
 	}
+	int64_t msgs = eng_msgs_live();
+	out->live_msgs = msgs > 0 ? (uint64_t)msgs : 0;
 	beacon_stats(svc, out);
 	struct tp_stats ts = { 0 };
 	if (svc->rudp && svc->rudp->vt->stats)

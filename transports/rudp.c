@@ -87,13 +87,14 @@ static void close_sock(struct rudp_sock *s)
 		eng_udp_close(&s->udp);
 }
 
-/* A listening socket is freed once it is closed and no connection points at it. */
+/* A heap socket is freed once it is closed and no connection points at it. */
 static void sock_maybe_free(struct rudp_sock *s)
 {
-	if (!s->listener || s->open || s->nconns)
+	if (!(s->listener || s->extra) || s->open || s->nconns)
 		return;
 	struct rudp_shard *rs = s->rs;
-	for (struct rudp_sock **pp = &rs->retired; *pp; pp = &(*pp)->next_retired) {
+	struct rudp_sock **list = s->extra ? &rs->extras : &rs->retired;
+	for (struct rudp_sock **pp = list; *pp; pp = &(*pp)->next_retired) {
 		if (*pp == s) {
 			*pp = s->next_retired;
 			break;
@@ -113,7 +114,7 @@ void rudp_sock_release(struct rudp_sock *s)
 {
 	if (--s->nconns)
 		return;
-	if (s->open && s->retired)
+	if (s->open && (s->retired || s->extra))
 		close_sock(s); /* on_sock_closed frees it */
 	else
 		sock_maybe_free(s);
@@ -241,8 +242,9 @@ static struct rudp_conn *accept_initial(struct rudp_shard *rs, struct rudp_sock 
 		count(&rs->n.bad_packets);
 		return NULL;
 	}
-	/* the listener moved away from this port: new connections go to the new one */
-	if (sock->retired) {
+	/* the listener moved away from this port: new connections go to the new one;
+	 * an extra socket only dials */
+	if (sock->retired || sock->extra) {
 		count(&rs->n.unknown_cid);
 		return NULL;
 	}
@@ -376,8 +378,11 @@ static void on_datagram(struct eng_udp *u, struct eng_rxbuf *b, const struct soc
 			/* not ours (our packets set bit 6): STUN, punch probes - the layer above's */
 			const struct tp_callbacks *cb = rs->rt->base.cb;
 			if (cb->datagram && sock == rs->lsock)
-				cb->datagram(rs->rt->base.cb_ctx, rs->sh, &ss, fromlen, p + off, n);
-			else
+				cb->datagram(rs->rt->base.cb_ctx, rs->sh, &ss, fromlen, p + off, n, NULL);
+			else if (cb->datagram && sock->extra && sock->user)
+				cb->datagram(rs->rt->base.cb_ctx, rs->sh, &ss, fromlen, p + off, n,
+					     sock->user);
+			else if (!sock->extra) /* late punch probes to a taken extra socket: expected */
 				count(&rs->n.bad_packets);
 			continue;
 		}
@@ -437,13 +442,14 @@ static void set_dont_fragment(int fd, int family)
 	}
 }
 
-static int open_sock(struct rudp_shard *rs, struct rudp_sock *s, int fd, int family)
+static int open_sock(struct rudp_shard *rs, struct rudp_sock *s, int fd, int family,
+		     unsigned nslots)
 {
 	set_dont_fragment(fd, family);
 	s->rs = rs;
 	s->family = family;
 	s->drops_seen = 0;
-	int err = eng_udp_open(&s->udp, rs->sh, fd, &udp_ops, s);
+	int err = eng_udp_open_slots(&s->udp, rs->sh, fd, &udp_ops, s, nslots);
 	if (err) {
 		close(fd);
 		return err;
@@ -474,7 +480,7 @@ static void start_listener(struct shard *sh, struct eng_mail *m)
 		goto out;
 	}
 	s->listener = true;
-	if (open_sock(rs, s, lm->fd, lm->family) < 0) {
+	if (open_sock(rs, s, lm->fd, lm->family, ENG_UDP_SLOTS) < 0) {
 		free(s);
 		goto out;
 	}
@@ -544,6 +550,16 @@ static int rudp_rebind(struct transport *t, const struct sockaddr *addr, socklen
 	return 0;
 }
 
+/* A socket on a random port of family's wildcard address. */
+static int bind_ephemeral(int family)
+{
+	struct sockaddr_storage any;
+	memset(&any, 0, sizeof(any));
+	any.ss_family = (sa_family_t)family;
+	socklen_t len = family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	return eng_bind_socket(SOCK_DGRAM, (struct sockaddr *)&any, len, false);
+}
+
 /* The socket a dial from this shard uses: the listener's (one port for both ways), else our own. */
 static int dial_sock(struct rudp_shard *rs, int family, struct rudp_sock **out)
 {
@@ -552,20 +568,30 @@ static int dial_sock(struct rudp_shard *rs, int family, struct rudp_sock **out)
 		return 0;
 	}
 	if (!rs->csock.open) {
-		struct sockaddr_storage any;
-		memset(&any, 0, sizeof(any));
-		any.ss_family = (sa_family_t)family;
-		socklen_t len = family == AF_INET6 ? sizeof(struct sockaddr_in6)
-						   : sizeof(struct sockaddr_in);
-		int fd = eng_bind_socket(SOCK_DGRAM, (struct sockaddr *)&any, len, false);
+		int fd = bind_ephemeral(family);
 		if (fd < 0)
 			return fd;
-		int err = open_sock(rs, &rs->csock, fd, family);
+		int err = open_sock(rs, &rs->csock, fd, family, ENG_UDP_SLOTS);
 		if (err)
 			return err;
 	}
 	*out = &rs->csock;
 	return 0;
+}
+
+/* A client connection from sock to addr (sock's family already checked). */
+static int dial_from(struct rudp_shard *rs, struct rudp_sock *sock, const struct sockaddr *addr,
+		     socklen_t len, void *user, struct tp_conn **out)
+{
+	struct rudp_conn *c = rudp_conn_new(rs, sock, true, 0);
+	if (!c)
+		return -ENOMEM;
+	c->base.user = user;
+	c->base.outgoing = true;
+	memcpy(&c->base.remote, addr, len);
+	c->base.remote_len = len;
+	*out = &c->base;
+	return rudp_conn_start(c);
 }
 
 static int rudp_connect(struct transport *t, struct shard *sh, const struct sockaddr *addr,
@@ -583,15 +609,96 @@ static int rudp_connect(struct transport *t, struct shard *sh, const struct sock
 		return err;
 	if (sock == rs->lsock && addr->sa_family != rs->lsock->family)
 		return -EAFNOSUPPORT;
-	struct rudp_conn *c = rudp_conn_new(rs, sock, true, 0);
-	if (!c)
+	return dial_from(rs, sock, addr, len, user, out);
+}
+
+/* ---- extra sockets (birthday hole punching) ---- */
+
+#define EXTRA_SLOTS 8u   /* sends in flight: enough for probes and one connection's bursts */
+
+static int rudp_sock_open(struct transport *t, struct shard *sh, int family, void *user,
+			  struct tp_sock **out)
+{
+	struct rudp_transport *rt = (struct rudp_transport *)t;
+	struct rudp_shard *rs = &rt->shards[sh->id];
+	if (rs->stopping)
+		return -ESHUTDOWN;
+	if (family != AF_INET && family != AF_INET6)
+		return -EAFNOSUPPORT;
+	struct rudp_sock *s = calloc(1, sizeof(*s));
+	if (!s)
 		return -ENOMEM;
-	c->base.user = user;
-	c->base.outgoing = true;
-	memcpy(&c->base.remote, addr, len);
-	c->base.remote_len = len;
-	*out = &c->base;
-	return rudp_conn_start(c);
+	int fd = bind_ephemeral(family);
+	if (fd < 0) {
+		free(s);
+		return fd;
+	}
+	s->extra = true;
+	s->user = user;
+	int err = open_sock(rs, s, fd, family, EXTRA_SLOTS);
+	if (err) {
+		free(s);
+		return err;
+	}
+	s->next_retired = rs->extras;
+	rs->extras = s;
+	*out = (struct tp_sock *)s;
+	return 0;
+}
+
+static int rudp_sock_send(struct tp_sock *ts, const struct sockaddr *to, socklen_t tolen,
+			  const void *p, size_t len)
+{
+	struct rudp_sock *s = (struct rudp_sock *)ts;
+	struct rudp_shard *rs = s->rs;
+	if (len > RUDP_TXBUF || tolen > sizeof(struct sockaddr_storage))
+		return -EMSGSIZE;
+	if (to->sa_family != s->family)
+		return -EAFNOSUPPORT;
+	struct rudp_txbuf *t = rudp_sock_can_send(s) ? rudp_txbuf_get(rs) : NULL;
+	if (!t)
+		return -EAGAIN;
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	memcpy(&ss, to, tolen);
+	memcpy(t->data, p, len);
+	t->c = NULL; /* like a stateless reply: on_sent just recycles it */
+	int err = sock_send(s, &ss, tolen, t, (uint32_t)len, 0);
+	if (err)
+		rudp_txbuf_put(rs, t);
+	return err;
+}
+
+static void rudp_sock_close(struct tp_sock *ts)
+{
+	struct rudp_sock *s = (struct rudp_sock *)ts;
+	s->user = NULL;
+	if (!s->nconns)
+		close_sock(s); /* on_sock_closed frees it */
+}
+
+static int rudp_connect_on(struct tp_sock *ts, const struct sockaddr *addr, socklen_t len,
+			   void *user, struct tp_conn **out)
+{
+	struct rudp_sock *s = (struct rudp_sock *)ts;
+	struct rudp_shard *rs = s->rs;
+	s->user = NULL; /* the connection's now: no more datagram callbacks */
+	int err = -ESHUTDOWN;
+	if (rs->stopping || !s->open || s->udp.closing)
+		goto close;
+	err = -EINVAL;
+	if (len > sizeof(struct sockaddr_storage))
+		goto close;
+	err = -EAFNOSUPPORT;
+	if (addr->sa_family != s->family)
+		goto close;
+	/* the connection holds the socket from rudp_conn_new on: its end closes it */
+	err = dial_from(rs, s, addr, len, user, out);
+	if (s->nconns)
+		return err;
+close:
+	rudp_sock_close(ts);
+	return err;
 }
 
 static int rudp_send_datagram(struct transport *t, struct shard *sh, const struct sockaddr *to,
@@ -657,6 +764,10 @@ static void rudp_stop_shard(struct transport *t, struct shard *sh)
 	}
 	if (rs->lsock)
 		close_sock(rs->lsock);
+	for (struct rudp_sock *s = rs->extras; s; s = s->next_retired) {
+		s->user = NULL;
+		close_sock(s);
+	}
 	close_sock(&rs->csock);
 }
 
@@ -711,6 +822,10 @@ static const struct transport_vtable rudp_vtable = {
 	.rebind = rudp_rebind,
 	.connect = rudp_connect,
 	.send_datagram = rudp_send_datagram,
+	.sock_open = rudp_sock_open,
+	.sock_send = rudp_sock_send,
+	.connect_on = rudp_connect_on,
+	.sock_close = rudp_sock_close,
 	.send = rudp_send,
 	.close = rudp_close,
 	.shutdown = rudp_shutdown,

@@ -43,17 +43,23 @@ struct rudp_conn;
  * shard's listening socket while connections still use the old one: the
  * old one is retired (no new connections), and closed once its last
  * connection is gone (or at shutdown), then freed once closed and unused.
+ * Extra sockets (sock_open: birthday hole punching) are on the heap too,
+ * in the shard's extra list until freed; the layer above owns one until
+ * it closes it or a connection takes it (connect_on), which closes it
+ * with its end.
  */
 struct rudp_sock {
 	struct eng_udp udp;
 	struct rudp_shard *rs;
-	struct rudp_sock *next_retired;
+	struct rudp_sock *next_retired; /* the retired list, or the extra list */
 	unsigned nconns;                /* connections sending from it */
 	uint64_t drops_seen;            /* udp.rx_kernel_drops already counted */
 	int family;
 	bool open;
 	bool listener;                  /* heap: freed when closed and unused */
 	bool retired;                   /* replaced by a re-bind */
+	bool extra;                     /* sock_open's: never accepts */
+	void *user;                     /* extra, while the layer above owns it: sock_user */
 };
 
 /* One GSO send: up to 64 KiB of packets, the same size but the last. */
@@ -80,6 +86,7 @@ struct rudp_shard {
 	struct shard *sh;
 	struct rudp_sock *lsock;        /* the listening socket (NULL before listen) */
 	struct rudp_sock *retired;      /* old listening sockets that connections still use */
+	struct rudp_sock *extras;       /* extra sockets (sock_open) not yet freed */
 	struct rudp_sock csock;         /* an ephemeral socket for dialing before listen */
 	struct rudp_cid_ent *cids[RUDP_CID_BUCKETS];
 	struct rudp_txbuf *free_tx;

@@ -22,6 +22,7 @@
 
 struct transport;
 struct tp_conn;
+struct tp_sock;
 
 /* Upcalls, on the connection's shard thread. */
 struct tp_callbacks {
@@ -45,9 +46,11 @@ struct tp_callbacks {
 	 * Optional: a datagram on a listener socket that is not the
 	 * transport's own (first byte's top two bits 00: STUN, hole-punching
 	 * probes), on the receiving shard's thread; p is valid during the call.
+	 * sock_user: NULL on a listener, else the user given to sock_open of
+	 * the extra socket it came in on.
 	 */
 	void (*datagram)(void *ctx, struct shard *sh, const struct sockaddr_storage *from,
-			 socklen_t fromlen, const uint8_t *p, uint32_t len);
+			 socklen_t fromlen, const uint8_t *p, uint32_t len, void *sock_user);
 };
 
 struct tp_limits {
@@ -129,6 +132,26 @@ struct transport_vtable {
 	 */
 	int (*send_datagram)(struct transport *t, struct shard *sh, const struct sockaddr *to,
 			     socklen_t tolen, const void *p, size_t len);
+	/*
+	 * Optional (datagram transports), all on shard sh's thread: extra
+	 * sockets for hole punching with many sockets at once (birthday port
+	 * prediction). sock_open binds one on a random port of family's
+	 * wildcard address; datagrams it receives that are not the
+	 * transport's own go to the datagram callback with sock_user = user,
+	 * and Initials to it are dropped (it never accepts). sock_send sends
+	 * a copy of p from it (-EAGAIN when no buffer is free). connect_on
+	 * starts a connection over it like connect(): the connection takes
+	 * the socket (no datagram callbacks any more) and closes it when it
+	 * ends, also when connect_on fails. sock_close closes one the caller
+	 * still owns.
+	 */
+	int (*sock_open)(struct transport *t, struct shard *sh, int family, void *user,
+			 struct tp_sock **out);
+	int (*sock_send)(struct tp_sock *s, const struct sockaddr *to, socklen_t tolen,
+			 const void *p, size_t len);
+	int (*connect_on)(struct tp_sock *s, const struct sockaddr *addr, socklen_t len,
+			  void *user, struct tp_conn **out);
+	void (*sock_close)(struct tp_sock *s);
 	/* Optional: add this transport's counters to *out (any thread). */
 	void (*stats)(struct transport *t, struct tp_stats *out);
 	/* Shard thread, at shutdown: close this shard's listeners. */

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# run.sh - run every tests/e2e/test_*.py and test_*.sh, one after another.
+# run.sh - run every tests/e2e/test_*.py and test_*.sh, one or a few at a time.
 #
 #   CRUST=path/to/crust   binary under test (default $BUILD/crust)
 #   BUILD=dir             build directory (default build)
 #   E2E_TIMEOUT=seconds   hard limit per test (default 120)
 #   E2E_FILTER=substring  run only the tests whose name contains it
+#   E2E_SKIP="a.py b.sh"  leave these tests out (by file name)
+#   E2E_JOBS=n            run up to n tests at once (default 1)
 #   PYTHON=interpreter    for the test_*.py (default: python3, or /usr/bin/python3
 #                         when python3 is another install that lacks PyNaCl)
 #
-# Prints "PASS name" or "FAIL name" per test (a failing test's output
-# follows its FAIL line), then "N passed, M failed". Exit 1 if any failed.
+# Prints "PASS name (seconds)" or "FAIL name (seconds)" per test as each
+# ends (a failing test's output follows its FAIL line), the slowest five,
+# then "N passed, M failed". Exit 1 if any failed.
 set -u
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -23,6 +26,8 @@ export CRUST
 export PYTHONDONTWRITEBYTECODE=1
 LIMIT=${E2E_TIMEOUT:-120}
 FILTER=${E2E_FILTER:-}
+SKIP=${E2E_SKIP:-}
+JOBS=${E2E_JOBS:-1}
 
 # the tests need PyNaCl (Debian python3-nacl, see tools/deps.sh): a python3
 # earlier in PATH (pyenv, a venv) may not see Debian's packages
@@ -42,47 +47,94 @@ passed=0
 failed=0
 failed_names=()
 reasons=()
+durations=()
 
 if [ ! -x "$CRUST" ]; then
 	echo "run.sh: $CRUST is not an executable (build first: make)" >&2
 fi
 
-out=$(mktemp "${TMPDIR:-/tmp}/crust-e2e.XXXXXX")
-trap 'rm -f "$out"' EXIT
+outdir=$(mktemp -d "${TMPDIR:-/tmp}/crust-e2e.XXXXXX")
+trap 'rm -rf "$outdir"' EXIT
 
-for t in "$HERE"/test_*.py "$HERE"/test_*.sh; do
-	[ -e "$t" ] || continue
+# one test, its output to $outdir/NAME.out, its status and seconds to NAME.rc
+run_one() {
+	local t=$1 name cmd start rc
 	name=$(basename "$t")
-	case $name in *"$FILTER"*) ;; *) continue ;; esac
 	case $name in
 	*.py) cmd=("$PYTHON" "$t") ;;
 	*) cmd=(bash "$t") ;;
 	esac
+	start=$EPOCHREALTIME
 	# timeout runs the test in its own process group and signals the whole
 	# group (the test and any node it started): TERM first, KILL 10 s later
-	timeout -k 10 "$LIMIT" "${cmd[@]}" < /dev/null > "$out" 2>&1
+	timeout -k 10 "$LIMIT" "${cmd[@]}" < /dev/null > "$outdir/$name.out" 2>&1
 	rc=$?
-	if [ $rc -eq 0 ]; then
-		echo "PASS $name"
+	echo "$rc $start $EPOCHREALTIME" > "$outdir/$name.rc"
+}
+
+report() {
+	local name=$1 rc t0 t1 secs out why last_ok
+	read -r rc t0 t1 < "$outdir/$name.rc"
+	out=$outdir/$name.out
+	secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+	durations+=("$secs $name")
+	if [ "$rc" -eq 0 ]; then
+		echo "PASS $name (${secs} s)"
 		passed=$((passed + 1))
-	else
-		echo "FAIL $name"
-		if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
-			echo "    (killed: no result within ${LIMIT}s, status $rc)"
-		else
-			echo "    (exit status $rc)"
-		fi
-		sed 's/^/    | /' "$out"
-		failed=$((failed + 1))
-		failed_names+=("$name")
-		# the why, kept for the summary: CI logs show only the head and
-		# the tail of a long run, and a failing test's output is long
-		why=$(grep -m1 -E '^[A-Za-z_.]*(Error|Exception|Timeout)[A-Za-z]*: ' "$out" | cut -c1-400)
-		last_ok=$(grep '^ok: ' "$out" | tail -n1 | cut -c1-200)
-		reasons+=("$name: ${why:-exit status $rc} (last passed check: ${last_ok:-none})")
+		return
 	fi
+	echo "FAIL $name (${secs} s)"
+	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+		echo "    (killed: no result within ${LIMIT}s, status $rc)"
+	else
+		echo "    (exit status $rc)"
+	fi
+	sed 's/^/    | /' "$out"
+	failed=$((failed + 1))
+	failed_names+=("$name")
+	# the why, kept for the summary: CI logs show only the head and
+	# the tail of a long run, and a failing test's output is long
+	why=$(grep -m1 -E '^[A-Za-z_.]*(Error|Exception|Timeout)[A-Za-z]*: ' "$out" | cut -c1-400)
+	last_ok=$(grep '^ok: ' "$out" | tail -n1 | cut -c1-200)
+	reasons+=("$name: ${why:-exit status $rc} (last passed check: ${last_ok:-none})")
+}
+
+selected=()
+for t in "$HERE"/test_*.py "$HERE"/test_*.sh; do
+	[ -e "$t" ] || continue
+	name=$(basename "$t")
+	case $name in *"$FILTER"*) ;; *) continue ;; esac
+	skip=0
+	for s in $SKIP; do [ "$name" = "$s" ] && skip=1; done
+	[ $skip -eq 0 ] && selected+=("$t")
 done
 
+# up to $JOBS tests at once: every test makes its own namespaces or binds
+# ephemeral loopback ports, so they do not meet; most of a test's time is
+# waiting on timers, so two or three share two cores without starving
+declare -A running=()
+for t in "${selected[@]}"; do
+	while [ ${#running[@]} -ge "$JOBS" ]; do
+		wait -n
+		for pid in "${!running[@]}"; do
+			if [ -e "$outdir/${running[$pid]}.rc" ]; then
+				wait "$pid"
+				report "${running[$pid]}"
+				unset "running[$pid]"
+			fi
+		done
+	done
+	run_one "$t" &
+	running[$!]=$(basename "$t")
+done
+for pid in "${!running[@]}"; do
+	wait "$pid"
+	report "${running[$pid]}"
+done
+
+if [ ${#durations[@]} -gt 0 ]; then
+	echo "slowest: $(printf '%s\n' "${durations[@]}" | sort -rn | head -n 5 | awk '{printf "%s %ss  ", $2, $1}')"
+fi
 if [ $failed -gt 0 ]; then
 	echo "failed: ${failed_names[*]}"
 	for r in "${reasons[@]}"; do echo "  why: $r"; done

@@ -89,7 +89,7 @@ for sc in $scenarios; do
 	rc=0
 	timeout -k 5 60 "$CRUST" bench "$sc" --seconds 0.3 --json-only $(extra_args "$sc") \
 		>"$tmp/$sc.json" 2>"$tmp/$sc.err" || rc=$?
-	[ "$rc" -eq 0 ] || { cat "$tmp/$sc.err" >&2; fail "$sc exited $rc"; }
+	[ "$rc" -eq 0 ] || { cat "$tmp/$sc.err" "$tmp/$sc.json" >&2; fail "$sc exited $rc"; }
 	check_json "$tmp/$sc.json" "$sc" 2>"$tmp/$sc.check" || {
 		cat "$tmp/$sc.check" "$tmp/$sc.json" >&2
 		fail "$sc: JSON"

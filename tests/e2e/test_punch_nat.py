@@ -20,7 +20,8 @@ messages both ways:
     address-restr.  <-> symmetric          the same
     full cone       <-> symmetric          a punch (TCP too: the full cone router
                                            forwards the SYN from the new mapping)
-    port-restricted <-> symmetric          relay (no punch can work)
+    port-restricted <-> symmetric          predicted by birthday punching (99.97 %,
+                                           test_punch_birthday.py), else the relay
     symmetric       <-> symmetric          relay
     port-restricted with RST routers       a punch despite ECONNREFUSED retries
     two hosts behind one port-restricted NAT  direct, over their LAN addresses
@@ -58,7 +59,7 @@ PAIRS = [
     (2, 4, ("udp-punch",), True),
     (3, 5, ("udp-punch",), True),
     (8, 9, ("udp-punch",), True),
-    (0, 4, ("relay",), False),
+    (0, 4, ("predicted", "relay"), False),
     (4, 5, ("relay",), False),
     (6, 7, PUNCHED, False),
     (1, 11, ("predicted",), False),
@@ -151,7 +152,7 @@ def main():
         check("already connected" in ev["reason"], "punching a connected peer: %s" % ev["reason"], a)
         stats = lab.coordinator_stats(coord)
         check(stats["rendezvous"] == len(PAIRS) + 1 and stats["rendezvous_unknown"] == 1 and
-              stats["registered_now"] == len(KINDS) + 1 and stats["relay_pairs"] == 2,
+              stats["registered_now"] == len(KINDS) + 1 and stats["relay_pairs"] == sum(r[2] == "relay" for r in rows),
               "the coordinator counted it all (%r)" % stats)
         log("method matrix (elapsed from the punch command to the connection):")
         for a_kind, b_kind, via, ms, _ in rows:  # noqa: B007
