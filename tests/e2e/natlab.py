@@ -273,12 +273,6 @@ class NatLab:
 
     def lan(self, nat, hairpin=False, rst=False, hosts=1, udp_timeout=None,
             udp_stream_timeout=None, upnp=False):
-        lan = self._lan(nat, hairpin, rst, hosts, udp_timeout, udp_stream_timeout)
-        if upnp:
-            self.miniupnpd(lan)
-        return lan
-
-    def _lan(self, nat, hairpin, rst, hosts, udp_timeout, udp_stream_timeout):
         nat = nat_name(nat)
         if not 1 <= hosts <= 26:
             raise ValueError("hosts=%r: 1 to 26 hosts per LAN" % hosts)
@@ -316,6 +310,9 @@ class NatLab:
                        str(udp_stream_timeout))
         lan = Lan(self, n, nat, hairpin, rst, r, names)
         self.lans.append(lan)
+        if upnp:
+            self.miniupnpd(lan)
+            lan.upnp = True
         return lan
 
     # --- gateways that map ports -------------------------------------------------
@@ -634,11 +631,8 @@ def cmd_up(name, args):
     lab = NatLab(tag=name, public2=public2)
     try:
         for nat, hairpin, rst, upnp in specs:
-            lan = lab.lan(nat, hairpin=hairpin, rst=rst, hosts=hosts, udp_timeout=udp_t,
-                          udp_stream_timeout=udp_st)
-            if upnp:
-                lab.miniupnpd(lan)
-                lan.upnp = True
+            lab.lan(nat, hairpin=hairpin, rst=rst, hosts=hosts, udp_timeout=udp_t,
+                    udp_stream_timeout=udp_st, upnp=upnp)
         os.makedirs(os.path.dirname(_state_file(name)), exist_ok=True)
         state = lab.describe()
         state["tmpdirs"] = getattr(lab, "_tmpdirs", [])
