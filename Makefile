@@ -18,7 +18,7 @@ SOVER    := 0
 VERSION  := 0.1.0
 
 CC       ?= cc
-PKGS     := liburing libsodium libcrypto jansson
+PKGS     := liburing libsodium libcrypto jansson miniupnpc
 WARN     := -Wall -Wextra -Wshadow -Wformat=2 -Wundef -Wimplicit-fallthrough
 ifeq ($(CI),true)
 WARN     += -Werror
@@ -27,7 +27,7 @@ OPT      ?= -O2 -g
 SAN      ?=
 CFLAGS_ALL = -std=gnu11 $(OPT) $(SAN) $(WARN) -fPIC -fvisibility=hidden -MMD -MP \
              -Iinclude -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(CFLAGS)
-LIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -luring -lsodium -lcrypto -ljansson) -lpthread -lm
+LIBS     := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -luring -lsodium -lcrypto -ljansson -lminiupnpc) -lnatpmp -lpthread -lm
 LDFLAGS_ALL = $(SAN) $(LDFLAGS)
 
 ifeq ($(V),1)
@@ -36,7 +36,7 @@ else
 Q := @
 endif
 
-LIB_SRC   := $(wildcard engine/*.c transports/*.c p2p/*.c)
+LIB_SRC   := $(wildcard engine/*.c transports/*.c p2p/*.c p2p/nat/*.c)
 TOOL_SRC  := $(wildcard tools/*.c)
 UNIT_SRC  := $(wildcard tests/unit/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)

@@ -31,7 +31,7 @@ extern "C" {
 #define CRUST_PEER_ID_LEN 32               /* bytes; 64 hex characters */
 #define CRUST_PEER_HEX_LEN (2 * CRUST_PEER_ID_LEN)
 #define CRUST_ADDRSTRLEN 64                /* "[v6]:port" fits */
-#define CRUST_REASON_LEN 96
+#define CRUST_REASON_LEN 192
 #define CRUST_BEACON_PORT_DEFAULT 5483     /* the LAN beacon's UDP port */
 
 struct crust_service;
@@ -124,6 +124,10 @@ struct crust_config {
 	bool no_relay;               /* never fall back to the coordinator's relay */
 	bool no_tcp_punch;           /* punch over UDP only (reliable UDP) */
 	bool no_udp_punch;           /* punch over TCP only (simultaneous open) */
+	const char *port_mapping;    /* ask the gateway to forward our listener ports: "auto"
+	                                (NULL: UPnP IGD, then PCP, then NAT-PMP), "upnp", "pcp",
+	                                "natpmp", or "off"; IPv4, not when bound to loopback */
+	uint32_t port_mapping_lease_s; /* lease asked for, renewed at half; default 3600 */
 	void *loaded;                /* what crust_config_load allocated; crust_config_release */
 	const char *rudp_cc;         /* reliable UDP congestion control: "bbr" (default), "cubic" */
 	uint32_t rudp_retry_pending; /* unfinished UDP handshakes per shard before new ones must
@@ -151,6 +155,11 @@ enum crust_event_type {
 	CRUST_EV_PUNCH_RESULT,
 	CRUST_EV_ABUSE,
 	CRUST_EV_BOOTSTRAP_ROUND,         /* a bootstrap round ended without success; retry follows */
+	CRUST_EV_PORT_MAPPING,            /* the gateway mapped or renewed a port (addr: the mapped
+	                                     endpoint), or no method worked / a mapping was lost
+	                                     (error set); reason says which method and why. It and
+	                                     the mapping's EXTERNAL_ENDPOINT come from the service's
+	                                     port-mapping thread */
 };
 
 /* How a connection was made (NEW_CONNECTION and PUNCH_RESULT's via). */
@@ -160,6 +169,8 @@ enum crust_via {
 	CRUST_VIA_TCP_PUNCH,              /* TCP simultaneous open through NATs */
 	CRUST_VIA_PREDICTED,              /* punching to predicted ports of a symmetric NAT */
 	CRUST_VIA_RELAY,                  /* through the coordinator's relay */
+	CRUST_VIA_UPNP,                   /* accepted through our gateway's port mapping (UPnP IGD,
+	                                     PCP or NAT-PMP); the dialer sees direct */
 };
 
 /*

@@ -89,6 +89,8 @@ static const struct key keys[] = {
 	{ "relay", K_NOT_BOOL, F(no_relay), 0, 0 },
 	{ "tcp_punch", K_NOT_BOOL, F(no_tcp_punch), 0, 0 },
 	{ "udp_punch", K_NOT_BOOL, F(no_udp_punch), 0, 0 },
+	{ "port_mapping", K_STR, F(port_mapping), 0, 0 }, /* checked by crust_service_new */
+	{ "port_mapping_lease_s", K_U32, F(port_mapping_lease_s), 1, 604800 },
 };
 #undef F
 

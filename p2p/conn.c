@@ -16,6 +16,7 @@
 
 #include "coordinator.h"
 #include "node.h"
+#include "nat/portmap.h"
 #include "pex.h"
 #include "rendezvous.h"
 
@@ -213,6 +214,10 @@ void conn_established(struct p2p_conn *pc)
 	memcpy(ref->transcript, pc->hs->transcript, 32);
 	ref->we_initiated = pc->outgoing;
 	ref->listen_port = pc->hs->peer_port;
+	/* accepted from off our LAN while the gateway forwards this listener to us */
+	if (!pc->tc->outgoing && pc->via == CRUST_VIA_DIRECT && !pc->punch_req &&
+	    portmap_came_through(svc, ref->transport, &pc->tc->remote))
+		pc->via = CRUST_VIA_UPNP;
 	ref->via = pc->via;
 	ref->coordinator = pc->rdv_session;
 	eng_timer_cancel(&pc->tc->sh->timers, &pc->hs_timer);

@@ -141,6 +141,7 @@ CRUST_API const char *crust_event_name(enum crust_event_type type)
 	case CRUST_EV_PUNCH_RESULT: return "punch_result";
 	case CRUST_EV_ABUSE: return "abuse";
 	case CRUST_EV_BOOTSTRAP_ROUND: return "bootstrap_round";
+	case CRUST_EV_PORT_MAPPING: return "port_mapping";
 	}
 	return "unknown";
 }
@@ -158,6 +159,7 @@ CRUST_API const char *crust_via_name(enum crust_via via)
 	case CRUST_VIA_TCP_PUNCH: return "tcp-punch";
 	case CRUST_VIA_PREDICTED: return "predicted";
 	case CRUST_VIA_RELAY: return "relay";
+	case CRUST_VIA_UPNP: return "upnp";
 	}
 	return "unknown";
 }

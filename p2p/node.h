@@ -159,6 +159,8 @@ struct crust_service {
 	/* NAT traversal: the coordinator role (coordinator.c) or the node side (rendezvous.c) */
 	struct coordinator *coord;
 	struct rendezvous *rdv;
+	/* port mapping at the gateway (nat/portmap.c), NULL when off */
+	struct portmap *portmap;
 };
 
 /* events.c */

@@ -48,6 +48,7 @@
 #include "engine/addr.h"
 #include "node.h"
 #include "rendezvous.h"
+#include "nat/portmap.h"
 
 #define PUNCH_PREDICT 12          /* mappings ahead a symmetric peer's ports are guessed */
 #define PUNCH_CAND_UDP 0xfe       /* punch_cand of the reliable-UDP dial */
@@ -568,6 +569,9 @@ void punch_claim(struct crust_service *svc, struct p2p_conn *pc)
 		pc->via = via_for(p, &pc->tc->remote, t);
 	}
 	pthread_mutex_unlock(&r->lock);
+	/* it came in through our gateway's forward (a mapping we registered), not a punch */
+	if (p && pc->via != CRUST_VIA_DIRECT && portmap_came_through(svc, t, &pc->tc->remote))
+		pc->via = CRUST_VIA_UPNP;
 }
 
 void punch_established(struct p2p_conn *pc)

@@ -24,6 +24,7 @@
 #include "engine/addr.h"
 #include "engine/listener.h"
 #include "node.h"
+#include "nat/portmap.h"
 #include "rendezvous.h"
 #include "stun.h"
 
@@ -103,7 +104,8 @@ static unsigned local_candidates(struct rendezvous *r, struct crust_endpoint *ou
 	    eng_addr_port(&r->ext_udp2.addr) != eng_addr_port(&r->ext_udp.addr))
 		out[k++] = r->ext_udp2;
 	pthread_mutex_unlock(&r->lock);
-	return k;
+	/* the gateway's port mappings: a peer reaches us there without punching */
+	return (unsigned)portmap_endpoints(r->svc, out, RDV_MAX_EPS, (int)k);
 }
 
 int rdv_external_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n,
@@ -454,6 +456,21 @@ void rdv_listeners_moved(struct crust_service *svc)
 
 /* --- lifecycle ------------------------------------------------------------------ */
 
+static void nudge_on_shard(struct shard *sh, struct eng_mail *m)
+{
+	(void)sh;
+	struct rendezvous *r = container_of(m, struct rendezvous, nudge_mail);
+	atomic_store(&r->nudge_pending, false);
+	send_register(r); /* does nothing while the session is down */
+}
+
+void rdv_candidates_changed(struct crust_service *svc)
+{
+	struct rendezvous *r = svc->rdv;
+	if (r && !atomic_exchange(&r->nudge_pending, true))
+		eng_post(r->sh, &r->nudge_mail); /* one mail, reused: nothing to free */
+}
+
 static void start_on_shard(struct shard *sh, struct eng_mail *m)
 {
 	(void)sh;
@@ -484,6 +501,7 @@ int rdv_start(struct crust_service *svc)
 	eng_timer_init(&r->stun_timer, stun_timer_cb, r);
 	svc->rdv = r;
 	r->start_mail.fn = start_on_shard;
+	r->nudge_mail.fn = nudge_on_shard;
 	eng_post(r->sh, &r->start_mail);
 	return 0;
 }

@@ -39,6 +39,8 @@ struct rendezvous {
 	struct shard *sh;                /* shard 0 */
 	struct crust_endpoint coord;     /* the coordinator: TCP session and UDP STUN */
 	struct eng_mail start_mail;
+	struct eng_mail nudge_mail;      /* re-register now: our candidates changed */
+	atomic_bool nudge_pending;
 	struct eng_mail moved_mail;      /* the listeners moved (rebind_interval_ms) */
 	atomic_bool moved_posted;        /* moved_mail is queued */
 	bool redial_now;                 /* shard 0: the session closes to move: redial at once */
@@ -93,6 +95,11 @@ void rdv_datagram(struct crust_service *svc, struct shard *sh,
  * are handed our new public endpoints, not the old ports' mappings.
  */
 void rdv_listeners_moved(struct crust_service *svc);
+/*
+ * Any thread: our candidates changed (a port mapping came or went): register
+ * again now rather than at the next refresh. Not during crust_service_free.
+ */
+void rdv_candidates_changed(struct crust_service *svc);
 /* Append our external endpoints (TCP, then UDP) to out (n room, got used); the new count. */
 int rdv_external_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n,
 			   int got);

@@ -19,6 +19,7 @@
 #include "coordinator.h"
 #include "node.h"
 #include "rendezvous.h"
+#include "nat/portmap.h"
 
 CRUST_API void crust_config_init(struct crust_config *cfg)
 {
@@ -63,6 +64,7 @@ static void fill_defaults(struct crust_config *c)
 	DEFAULT(log, default_log);
 	DEFAULT(coordinator_refresh_ms, RDV_REFRESH_DEFAULT);
 	DEFAULT(punch_timeout_ms, PUNCH_TIMEOUT_DEFAULT);
+	DEFAULT(port_mapping_lease_s, PORTMAP_LEASE_DEFAULT_S);
 #undef DEFAULT
 	boot_fill_defaults(c);
 }
@@ -192,6 +194,9 @@ CRUST_API int crust_service_new(const struct crust_config *cfg, struct crust_ser
 	int err = load_identity(svc);
 	if (!err)
 		err = parse_bind(svc);
+	if (!err && (err = portmap_check_config(&svc->cfg)) < 0)
+		svc_log(svc, CRUST_LOG_ERROR, "port_mapping: unknown method \"%s\" (auto, upnp, pcp, "
+			"natpmp or off)", svc->cfg.port_mapping);
 	if (!err)
 		err = policy_init(svc);
 	if (!err)
@@ -213,6 +218,7 @@ CRUST_API void crust_service_free(struct crust_service *svc)
 	if (!svc)
 		return;
 	boot_stop(svc); /* it dials through the shards */
+	portmap_stop(svc); /* deletes the mappings; its events need the queue */
 	eng_stop(svc->eng);
 	/* views in undelivered events point into receive buffers: free them first */
 	if (svc->event_fd >= 0)
@@ -222,6 +228,7 @@ CRUST_API void crust_service_free(struct crust_service *svc)
 	beacon_free(svc);
 	coord_free(svc);
 	rdv_free(svc);
+	portmap_free(svc);
 	if (svc->tcp)
 		svc->tcp->vt->destroy(svc->tcp);
 	if (svc->rudp)
@@ -309,6 +316,9 @@ CRUST_API int crust_start_listening(struct crust_service *svc)
 			svc_log(svc, CRUST_LOG_ERROR, "coordinator '%s' not used: %s",
 				svc->cfg.coordinator, rerr == -EINVAL
 				? "not ADDR:PORT of the listener's family" : strerror(-rerr));
+		int perr = portmap_start(svc);
+		if (perr)
+			svc_log(svc, CRUST_LOG_WARN, "port mapping off: %s", strerror(-perr));
 	}
 	pthread_mutex_unlock(&svc->listen_lock);
 	return err;
@@ -703,7 +713,9 @@ int svc_local_endpoints(struct crust_service *svc, struct crust_endpoint *out, s
 CRUST_API int crust_own_endpoints(struct crust_service *svc, struct crust_endpoint *out, size_t n)
 {
 	int got = svc_local_endpoints(svc, out, n);
-	return got < 0 ? got : rdv_external_endpoints(svc, out, n, got);
+	if (got >= 0)
+		got = rdv_external_endpoints(svc, out, n, got);
+	return got < 0 ? got : portmap_endpoints(svc, out, n, got);
 }
 
 CRUST_API int crust_peers(struct crust_service *svc, struct crust_peer_id *out, size_t n)

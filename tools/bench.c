@@ -366,6 +366,7 @@ static int start_receiver(struct bench *b, struct crust_endpoint *ep)
 {
 	struct crust_config cfg;
 	crust_config_init(&cfg);
+	cfg.port_mapping = "off"; /* a benchmark needs no gateway */
 	cfg.shards = b->o.shards;
 	cfg.pin_shards = true;
 	cfg.first_cpu = 0;
@@ -407,6 +408,7 @@ static int start_sender(struct conn *c, const struct crust_endpoint *ep)
 {
 	struct crust_config cfg;
 	crust_config_init(&cfg);
+	cfg.port_mapping = "off"; /* a benchmark needs no gateway */
 	cfg.shards = 1;
 	cfg.pin_shards = true;
 	cfg.first_cpu = 1 + c->idx;
@@ -1178,6 +1180,7 @@ static int start_listener(struct cbench *cb)
 {
 	struct crust_config cfg;
 	crust_config_init(&cfg);
+	cfg.port_mapping = "off"; /* a benchmark needs no gateway */
 	cfg.shards = 1;
 	cfg.pin_shards = true;
 	cfg.first_cpu = 0;
@@ -1208,6 +1211,7 @@ static int start_dialer(struct cbench *cb, struct dialer *d)
 {
 	struct crust_config cfg;
 	crust_config_init(&cfg);
+	cfg.port_mapping = "off"; /* a benchmark needs no gateway */
 	cfg.shards = 1;
 	cfg.pin_shards = true;
 	cfg.first_cpu = 1;

@@ -277,6 +277,7 @@ int cmd_coordinator(int argc, char **argv)
 {
 	struct crust_config cfg;
 	crust_config_init(&cfg);
+	cfg.port_mapping = "off"; /* a coordinator must be reachable as it is: no gateway games */
 	struct coord_cli c = { 0 };
 	int ret = parse(argc, argv, &cfg, &c);
 	if (ret)

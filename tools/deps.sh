@@ -4,9 +4,9 @@
 #   tools/deps.sh bench   benchmark peers (iperf3, sockperf, ENet, libuv), plotting, perf;
 #                         installs what it can and exits 1 naming what it could not
 set -euo pipefail
-base=(build-essential pkg-config liburing-dev libsodium-dev libminiupnpc-dev libcriterion-dev
-      libjansson-dev libssl-dev iproute2 python3 python3-nacl procps psmisc tshark
-      nftables python3-cryptography coturn)
+base=(build-essential pkg-config liburing-dev libsodium-dev libminiupnpc-dev libnatpmp-dev
+      libcriterion-dev libjansson-dev libssl-dev iproute2 python3 python3-nacl procps psmisc
+      tshark nftables python3-cryptography coturn miniupnpd-nftables miniupnpc natpmpc)
 bench=(iperf3 gnuplot-nox sockperf libenet-dev libuv1-dev linux-perf)
 case "${1:-base}" in
   base) want=("${base[@]}") ;;
@@ -23,6 +23,23 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq || echo "deps.sh: apt-get update failed" >&2
+# miniupnpd's package starts its service (and asks debconf) unless told not to: the
+# tests run their own miniupnpd by PID in a namespace; none may run on the host
+miniupnpd_new=false
+case " ${missing[*]} " in *" miniupnpd-nftables "*) miniupnpd_new=true ;; esac
+policy=/usr/sbin/policy-rc.d
+own_policy=false
+if $miniupnpd_new && [ ! -e $policy ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee $policy >/dev/null && $SUDO chmod 755 $policy &&
+    own_policy=true
+fi
+stop_miniupnpd() {
+  $own_policy && $SUDO rm -f $policy
+  if $miniupnpd_new && command -v systemctl >/dev/null 2>&1; then
+    $SUDO systemctl disable --now miniupnpd >/dev/null 2>&1 || true
+  fi
+}
+trap stop_miniupnpd EXIT
 if ! $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; then
   # bench extras: install what can be, one by one; perf/run.sh marks the rest unavailable
   [ "${1:-base}" = bench ] || exit 1

@@ -103,6 +103,16 @@ void json_event(FILE *f, const struct crust_event *ev)
 		field_str(f, "addr", addr);
 		field_str(f, "source", ev->reason);
 		break;
+	case CRUST_EV_PORT_MAPPING:
+		fprintf(f, ",\"ok\":%s", ev->error ? "false" : "true");
+		if (!ev->error) {
+			crust_addr_format(&ev->addr, addr, sizeof(addr));
+			field_str(f, "addr", addr);
+		} else {
+			fprintf(f, ",\"error\":%d", ev->error);
+		}
+		field_str(f, "reason", ev->reason);
+		break;
 	case CRUST_EV_BOOTSTRAP_ROUND:
 	case CRUST_EV_BOOTSTRAP_FINISHED:
 		fprintf(f, ",\"round\":%u,\"tried\":%u,\"succeeded\":%u", ev->round, ev->tried,

@@ -48,10 +48,12 @@ static void node_usage(FILE *f)
 	      "                  [--config F] [--cache F] [--no-cache] [--beacon-port N] [--no-beacon]\n"
 	      "                  [--no-pex] [--no-bootstrap] [--coordinator ADDR:PORT] [--rudp-cc bbr|cubic]\n"
 	      "                  [--punch-timeout-ms N] [--no-relay] [--no-tcp-punch] [--no-udp-punch]\n"
+	      "                  [--port-mapping auto|upnp|pcp|natpmp|off] [--no-port-mapping]\n"
+	      "                  [--port-mapping-lease-s N]\n"
 	      "defaults: --config $XDG_CONFIG_HOME/crust/config.json (missing: built-in defaults),\n"
 	      "          --cache $XDG_CACHE_HOME/crust/bootstrap.cache (~/.config, ~/.cache without XDG)\n"
 	      "stdin: connect ADDR:PORT [PEER] | send PEER TEXT | drop PEER | maintain PEER |\n"
-	      "       blacklist PEER|IP|IP:PORT | punch PEER | peers | stats | quit\n", f);
+	      "       blacklist PEER|IP|IP:PORT | punch PEER | peers | endpoints | stats | quit\n", f);
 }
 
 enum {
@@ -60,7 +62,8 @@ enum {
 	OPT_NO_BEACON, OPT_COORD, OPT_TRACER, OPT_VERBOSE, OPT_HELP, OPT_KEEPALIVE, OPT_IDLE,
 	OPT_PROVISIONAL, OPT_FLOOD, OPT_HS_RATE, OPT_HS_BURST, OPT_HS_PENDING, OPT_NO_CACHE,
 	OPT_NO_PEX, OPT_NO_BOOTSTRAP, OPT_RUDP_CC, OPT_PUNCH_TIMEOUT, OPT_NO_RELAY,
-	OPT_NO_TCP_PUNCH, OPT_NO_UDP_PUNCH,
+	OPT_NO_TCP_PUNCH, OPT_NO_UDP_PUNCH, OPT_PORT_MAPPING, OPT_NO_PORT_MAPPING,
+	OPT_PORT_MAPPING_LEASE,
 };
 
 static const struct option options[] = {
@@ -86,6 +89,9 @@ static const struct option options[] = {
 	{ "no-relay", no_argument, NULL, OPT_NO_RELAY },
 	{ "no-tcp-punch", no_argument, NULL, OPT_NO_TCP_PUNCH },
 	{ "no-udp-punch", no_argument, NULL, OPT_NO_UDP_PUNCH },
+	{ "port-mapping", required_argument, NULL, OPT_PORT_MAPPING },
+	{ "no-port-mapping", no_argument, NULL, OPT_NO_PORT_MAPPING },
+	{ "port-mapping-lease-s", required_argument, NULL, OPT_PORT_MAPPING_LEASE },
 	{ "tracer", no_argument, NULL, OPT_TRACER },
 	{ "verbose", no_argument, NULL, OPT_VERBOSE },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -251,6 +257,23 @@ static int parse_options(int argc, char **argv, struct crust_config *cfg, struct
 		case OPT_NO_UDP_PUNCH:
 			cfg->no_udp_punch = true;
 			break;
+		case OPT_PORT_MAPPING:
+			if (strcmp(optarg, "auto") && strcmp(optarg, "upnp") && strcmp(optarg, "pcp") &&
+			    strcmp(optarg, "natpmp") && strcmp(optarg, "off")) {
+				fprintf(stderr, "crust node: --port-mapping: unknown method '%s' (auto, "
+					"upnp, pcp, natpmp or off)\n", optarg);
+				return EXIT_USAGE;
+			}
+			cfg->port_mapping = optarg;
+			break;
+		case OPT_NO_PORT_MAPPING:
+			cfg->port_mapping = "off";
+			break;
+		case OPT_PORT_MAPPING_LEASE:
+			if (!cli_uint("--port-mapping-lease-s", optarg, 1, 604800, &v))
+				return EXIT_USAGE;
+			cfg->port_mapping_lease_s = (uint32_t)v;
+			break;
 		case OPT_TRACER:
 			cfg->tracer = true;
 			break;
@@ -358,6 +381,25 @@ static void do_peers(struct node *n)
 	printf("]}\n");
 }
 
+/* crust_own_endpoints: listeners, coordinator-learned and gateway-mapped endpoints. */
+static void do_endpoints(struct node *n)
+{
+	struct crust_endpoint eps[64];
+	int count = crust_own_endpoints(n->svc, eps, 64);
+	if (count < 0) {
+		say_error("endpoints", "%s", crust_strerror(count));
+		return;
+	}
+	printf("{\"event\":\"endpoints\",\"endpoints\":[");
+	for (int i = 0; i < count; i++) {
+		char a[CRUST_ADDRSTRLEN];
+		crust_addr_format(&eps[i].addr, a, sizeof(a));
+		printf("%s{\"transport\":\"%s\",\"addr\":\"%s\"}", i ? "," : "",
+		       crust_transport_name(eps[i].transport), a);
+	}
+	printf("]}\n");
+}
+
 static void do_stats(struct node *n)
 {
 	struct crust_stats s;
@@ -419,6 +461,8 @@ static void run_command(struct node *n, char *line)
 	}
 	else if (!strcmp(line, "peers"))
 		do_peers(n);
+	else if (!strcmp(line, "endpoints"))
+		do_endpoints(n);
 	else if (!strcmp(line, "stats"))
 		do_stats(n);
 	else if (!strcmp(line, "quit"))

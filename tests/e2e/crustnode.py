@@ -184,8 +184,9 @@ class CrustNode:
     args: extra command-line options (list). By default the node listens on
     127.0.0.1 with a random port (--tcp-port 0) and one shard; pass
     tcp_port/bind/shards to change that. isolated=True (the default) adds
-    --no-pex --no-beacon --no-cache --no-bootstrap so the node makes no connection the test
-    did not ask for; discovery tests pass isolated=False. Either way the
+    --no-pex --no-beacon --no-cache --no-bootstrap --no-port-mapping so the node makes no
+    connection and asks no gateway for anything the test did not ask for (a later
+    --port-mapping M in args turns mapping back on); discovery tests pass isolated=False. Either way the
     node's XDG config and cache homes are a fresh directory of its own, so
     no config or cache outside the test is ever read. The constructor waits for
     node_started and listener_started: self.peer is the node's id,
@@ -213,7 +214,8 @@ class CrustNode:
         if shards is not None:
             self.argv += ["--shards", str(shards)]
         if isolated:
-            self.argv += ["--no-pex", "--no-beacon", "--no-cache", "--no-bootstrap"]
+            self.argv += ["--no-pex", "--no-beacon", "--no-cache", "--no-bootstrap",
+                          "--no-port-mapping"]
         self.argv += list(args)
         self.home = tempfile.mkdtemp(prefix="crust-node-home-")
         child_env = dict(os.environ)

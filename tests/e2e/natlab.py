@@ -45,6 +45,14 @@ for tests:
     lab.stun_server()                 # coturn STUN-only on both coord_ips, port 3478
     lab.stun_mapped(ns, server)       # (ip, port) turnutils_stunclient in ns is told
     lab.node(name)                    # namespace of "pub", "pub2", "r1", "h1", "h1b"...
+    lab.miniupnpd(lan, deny=False)    # miniupnpd (UPnP IGD + NAT-PMP/PCP on 5351) on lan's
+                                      # router, secure_mode on, with coturn on the public
+                                      # side for its STUN check; -> MiniUpnpd (.proc,
+                                      # .mappings()); deny=True: every mapping refused
+                                      # (UPnP error 606; NAT-PMP/PCP off then)
+    lab.fake_gateway(lan, mode)       # tests/lab/fakegw.py on lan's router: "garbage"
+                                      # answers to SSDP, HTTP and UDP 5351
+    lab.lan(..., upnp=True)           # the same as lab.miniupnpd(the new lan)
 
 Topology (N = 1, 2, ... in the order lan() is called):
 
@@ -68,8 +76,10 @@ import json
 import os
 import re
 import select
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -78,6 +88,20 @@ from netlab import Lab, remove, sh  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
 PROBE = os.path.join(ROOT, "tests", "lab", "natprobe.py")
+FAKEGW = os.path.join(ROOT, "tests", "lab", "fakegw.py")
+UPNP_HTTP_PORT = 5000
+
+# miniupnpd's own tables (NATLAB.md: Debian's helper does not make them on
+# bookworm): a forward filter chain and nat chains jumping to its chains
+MINIUPNPD_TABLES = """table inet miniupnpd {
+  chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }
+  chain miniupnpd { }
+  chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }
+  chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_miniupnpd; }
+  chain prerouting_miniupnpd { }
+  chain postrouting_miniupnpd { }
+}
+"""
 
 NAT_TYPES = ("full", "addr", "port", "sym", "sympred")
 ALIASES = {"full-cone": "full", "address-restricted": "addr", "port-restricted": "port",
@@ -215,7 +239,7 @@ class Lan:
 
     def describe(self):
         return {"index": self.index, "nat": self.nat, "hairpin": self.hairpin,
-                "rst": self.rst, "router": self.router, "wan_ip": self.wan_ip,
+                "rst": self.rst, "upnp": getattr(self, "upnp", False), "router": self.router, "wan_ip": self.wan_ip,
                 "net": self.net, "hosts": self.hosts, "host_ips": self.host_ips}
 
 
@@ -248,7 +272,7 @@ class NatLab:
             raise
 
     def lan(self, nat, hairpin=False, rst=False, hosts=1, udp_timeout=None,
-            udp_stream_timeout=None):
+            udp_stream_timeout=None, upnp=False):
         nat = nat_name(nat)
         if not 1 <= hosts <= 26:
             raise ValueError("hosts=%r: 1 to 26 hosts per LAN" % hosts)
@@ -286,7 +310,67 @@ class NatLab:
                        str(udp_stream_timeout))
         lan = Lan(self, n, nat, hairpin, rst, r, names)
         self.lans.append(lan)
+        if upnp:
+            self.miniupnpd(lan)
+            lan.upnp = True
         return lan
+
+    # --- gateways that map ports -------------------------------------------------
+
+    def miniupnpd(self, lan, deny=False, min_lifetime=None):
+        """miniupnpd (Debian's miniupnpd-nftables) on lan's router, as NATLAB.md
+        says: its nft tables loaded here, UPnP on http port 5000 of the LAN side,
+        NAT-PMP and PCP on UDP 5351, secure_mode, and the external address
+        learned by STUN from a coturn on the public side (our WAN range is
+        reserved, so ext_ip= is refused); the router lets that STUN server's
+        answers in. deny=True refuses every UPnP mapping (error 606) and turns
+        NAT-PMP/PCP off: miniupnpd answers a refused NAT-PMP or PCP request only
+        after trying every other port, busy for minutes. Stopped by PID at close()."""
+        if not getattr(self, "_stun", None):
+            self._stun = self.stun_server()
+        r = lan.router
+        p = subprocess.run(["ip", "netns", "exec", r, "nft", "-f", "-"], input=MINIUPNPD_TABLES,
+                           text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if p.returncode != 0:
+            raise RuntimeError("nft rejected miniupnpd's tables: %s" % p.stdout)
+        for ip in self.coord_ips:   # RFC 5780 answers come from the other address/port
+            self.run(r, "nft", "insert", "rule", "ip", "natlab", "input", "iifname", "wan",
+                     "ip", "saddr", ip, "udp", "sport", "{ 3478, 3479 }", "accept")
+        conf = ["ext_ifname=wan", "listening_ip=lan", "http_port=%d" % UPNP_HTTP_PORT,
+                "enable_upnp=yes", "enable_natpmp=%s" % ("no" if deny else "yes"),
+                "secure_mode=yes",
+                "ext_perform_stun=yes", "ext_stun_host=%s" % self.coord_ips[0],
+                "ext_stun_port=%d" % STUN_PORT, "upnp_table_name=miniupnpd",
+                "upnp_nat_table_name=miniupnpd", "system_uptime=yes",
+                "uuid=3d3cec3a-8cf0-11e0-98ee-0000000000%02d" % lan.index]
+        if min_lifetime is not None:
+            conf.append("min_lifetime=%d" % min_lifetime)
+        if not deny:
+            conf.append("allow 1024-65535 %s 1024-65535" % lan.net)
+        conf.append("deny 0-65535 0.0.0.0/0 0-65535")
+        d = tempfile.mkdtemp(prefix="crust-miniupnpd-r%d-" % lan.index)
+        self._tmpdirs = getattr(self, "_tmpdirs", []) + [d]
+        path = os.path.join(d, "miniupnpd.conf")
+        with open(path, "w") as f:
+            f.write("\n".join(conf) + "\n")
+        logf = open(os.path.join(d, "miniupnpd.log"), "w")
+        # its own pid file: the default one would make a second miniupnpd refuse to run
+        proc = self.daemon(r, "miniupnpd", "-f", path, "-d", "-P", os.path.join(d, "pid"),
+                           stdout=logf,
+                           stderr=subprocess.STDOUT)
+        logf.close()
+        m = MiniUpnpd(self, lan, proc, path, os.path.join(d, "miniupnpd.log"))
+        m.wait_ready()
+        return m
+
+    def fake_gateway(self, lan, mode="garbage"):
+        """tests/lab/fakegw.py on lan's router (stopped by PID at close())."""
+        p = self.daemon(lan.router, sys.executable, FAKEGW, "--mode", mode, "--addr", lan.gw_ip,
+                        "--http-port", str(UPNP_HTTP_PORT), stdout=subprocess.PIPE, text=True)
+        line = p.stdout.readline()
+        if "ready" not in line:
+            raise RuntimeError("fakegw.py did not start: %r" % line)
+        return p
 
     # --- running things ---------------------------------------------------------
 
@@ -365,6 +449,9 @@ class NatLab:
             p.close()
         self.probes = []
         self.lab.close()
+        for d in getattr(self, "_tmpdirs", []):
+            shutil.rmtree(d, ignore_errors=True)
+        self._tmpdirs = []
 
     def __enter__(self):
         return self
@@ -376,6 +463,43 @@ class NatLab:
         return {"prefix": self.lab.prefix, "public": self.public, "coord_ips": self.coord_ips,
                 "public2": self.public2, "public2_ip": self.public2_ip, "inet": self.inet,
                 "nodes": self.nodes, "lans": [lan.describe() for lan in self.lans]}
+
+
+class MiniUpnpd:
+    """A miniupnpd started by NatLab.miniupnpd()."""
+
+    def __init__(self, lab, lan, proc, conf, logpath):
+        self.lab, self.lan, self.proc, self.conf, self.logpath = lab, lan, proc, conf, logpath
+
+    def log(self):
+        with open(self.logpath, errors="replace") as f:
+            return f.read()
+
+    def wait_ready(self, bound=15.0):
+        """Until it serves HTTP on the LAN side (a bound, not a timing)."""
+        deadline = time.monotonic() + bound
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("miniupnpd exited (%d): %s" % (self.proc.returncode,
+                                                                   self.log()[-2000:]))
+            out = self.lab.run(self.lan.router, "ss", "-ltn", check=False)
+            if ":%d " % UPNP_HTTP_PORT in out:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("miniupnpd does not listen: %s" % self.log()[-2000:])
+
+    def mappings(self):
+        """[(proto, external port, internal ip, internal port)] from miniupnpd's
+        nat chain (what it forwards now)."""
+        out = self.lab.run(self.lan.router, "nft", "list", "chain", "inet", "miniupnpd",
+                           "prerouting_miniupnpd", check=False)
+        got = []
+        # miniupnpd writes the protocol as the IP header's byte: 0x6 TCP, 0x11 UDP
+        for m in re.finditer(r"@nh,72,8 (0x6|0x11) th dport (\d+) dnat ip to ([0-9.]+):(\d+)",
+                             out):
+            got.append(("tcp" if m.group(1) == "0x6" else "udp", int(m.group(2)), m.group(3),
+                        int(m.group(4))))
+        return got
 
 
 class ProbeError(AssertionError):
@@ -438,12 +562,13 @@ class Probe:
 
 STATE = os.environ.get("NATLAB_STATE", "/run/crust-natlab")
 USAGE = """usage: natlab up [--name NAME] [--public2] [--hosts N] [--udp-timeout S]
-                  [--udp-stream-timeout S] TYPE[+hairpin][+rst] ...
+                  [--udp-stream-timeout S] TYPE[+hairpin][+rst][+upnp] ...
        natlab down [--name NAME]
        natlab exec [--name NAME] NODE CMD...
        natlab status [--name NAME] [--rules]
 TYPE: full, addr, port, sym, sympred (or full-cone, address-restricted,
-port-restricted, symmetric, symmetric-predictable). NODE: pub, pub2, inet,
+port-restricted, symmetric, symmetric-predictable); +upnp runs miniupnpd
+(UPnP IGD, NAT-PMP, PCP) on that LAN's router. NODE: pub, pub2, inet,
 rN (router of LAN N), hN, hNb, ... (hosts of LAN N), or a namespace name."""
 
 
@@ -491,11 +616,13 @@ def cmd_up(name, args):
         if a.startswith("-"):
             raise UsageError("unknown option %s" % a)
         parts = a.split("+")
-        extra = set(parts[1:]) - {"hairpin", "rst"}
+        extra = set(parts[1:]) - {"hairpin", "rst", "upnp"}
         if extra:
-            raise UsageError("%s: unknown modifier %s (hairpin, rst)" % (a, ", ".join(extra)))
+            raise UsageError("%s: unknown modifier %s (hairpin, rst, upnp)"
+                             % (a, ", ".join(extra)))
         try:
-            specs.append((nat_name(parts[0]), "hairpin" in parts, "rst" in parts))
+            specs.append((nat_name(parts[0]), "hairpin" in parts, "rst" in parts,
+                          "upnp" in parts))
         except ValueError as e:
             raise UsageError(str(e))
     if os.path.exists(_state_file(name)):
@@ -503,11 +630,12 @@ def cmd_up(name, args):
                          % (name, name))
     lab = NatLab(tag=name, public2=public2)
     try:
-        for nat, hairpin, rst in specs:
+        for nat, hairpin, rst, upnp in specs:
             lab.lan(nat, hairpin=hairpin, rst=rst, hosts=hosts, udp_timeout=udp_t,
-                    udp_stream_timeout=udp_st)
+                    udp_stream_timeout=udp_st, upnp=upnp)
         os.makedirs(os.path.dirname(_state_file(name)), exist_ok=True)
         state = lab.describe()
+        state["tmpdirs"] = getattr(lab, "_tmpdirs", [])
         state["namespaces"], state["pids"] = lab.lab.detach()
         with open(_state_file(name), "w") as f:
             json.dump(state, f, indent=1)
@@ -523,7 +651,7 @@ def print_status(st, rules):
     if st.get("public2"):
         print("  pub2  %-40s %s" % (st["public2"], st["public2_ip"]))
     for lan in st["lans"]:
-        mods = "".join("+" + m for m in ("hairpin", "rst") if lan[m])
+        mods = "".join("+" + m for m in ("hairpin", "rst", "upnp") if lan.get(m))
         print("  r%-4d %-40s %s  %s%s, LAN %s" % (lan["index"], lan["router"], lan["wan_ip"],
                                                  lan["nat"], mods, lan["net"]))
         for h, ip in zip(lan["hosts"], lan["host_ips"]):
@@ -562,6 +690,8 @@ def main(argv):
             return 0
         st = _load(name)
         remove(st["namespaces"], st.get("pids", ()))
+        for d in st.get("tmpdirs", ()):
+            shutil.rmtree(d, ignore_errors=True)
         os.remove(_state_file(name))
         os.rmdir(os.path.dirname(_state_file(name)))
         print("natlab: %s removed (%d namespaces)" % (name, len(st["namespaces"])))

@@ -377,6 +377,7 @@ static uint16_t beacon_port_after_listen(const char *bind, bool no_beacon)
 	cfg.pin_shards = false;
 	cfg.bind_addr = bind;
 	cfg.no_beacon = no_beacon;
+	cfg.port_mapping = "off"; /* no gateway traffic from the host's namespace */
 	cfg.log = quiet;
 	struct crust_service *svc;
 	cr_assert(eq(int, crust_service_new(&cfg, &svc), 0));
@@ -427,6 +428,7 @@ static struct crust_service *lan_service(void)
 	cfg.pin_shards = false;
 	cfg.bind_addr = "0.0.0.0";
 	cfg.beacon_interval_ms = 1000;
+	cfg.port_mapping = "off"; /* no gateway traffic from the host's namespace */
 	cfg.log = quiet;
 	struct crust_service *svc;
 	cr_assert(eq(int, crust_service_new(&cfg, &svc), 0));

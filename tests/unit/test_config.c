@@ -184,3 +184,37 @@ Test(config, nat_traversal_keys_are_read_and_a_bad_coordinator_is_named)
 	expect_error("{\n\"coordinator\": \"nowhere\"}", "coordinator", "line 2");
 	expect_error("{\"coordinator\": 5}", "coordinator", NULL);
 }
+
+Test(config, port_mapping_keys_are_read_and_bad_values_named)
+{
+	struct crust_config cfg;
+	char why[512];
+	cr_assert(eq(int, load("{\"port_mapping\": \"pcp\", \"port_mapping_lease_s\": 120}", &cfg,
+			       why, sizeof(why)), 0), "%s", why);
+	cr_assert(eq(str, (char *)cfg.port_mapping, "pcp"));
+	cr_assert(eq(u32, cfg.port_mapping_lease_s, 120));
+	crust_config_release(&cfg);
+	expect_error("{\n\n\"port_mapping_lease_s\": 0}", "port_mapping_lease_s", "line 3");
+	expect_error("{\"port_mapping\": true}", "port_mapping", NULL);
+}
+
+static char logged[512];
+
+static void keep_log(void *ctx, enum crust_log_level lvl, const char *msg)
+{
+	(void)ctx;
+	(void)lvl;
+	snprintf(logged, sizeof(logged), "%s", msg);
+}
+
+Test(config, an_unknown_port_mapping_method_is_refused_by_name, .timeout = 20)
+{
+	struct crust_config cfg;
+	crust_config_init(&cfg);
+	cfg.shards = 1;
+	cfg.port_mapping = "upnp2";
+	cfg.log = keep_log;
+	struct crust_service *svc = NULL;
+	cr_assert(eq(int, crust_service_new(&cfg, &svc), -EINVAL));
+	cr_assert(strstr(logged, "port_mapping") && strstr(logged, "upnp2"), "%s", logged);
+}
