@@ -12,8 +12,8 @@
 #   sym      symmetric, random ports
 #   sympred  symmetric, predictable: each new flow gets the previous port + 256
 #            (nft 1.0.6 hands numgen's counter to snat byte-swapped)
-# or the long names full-cone, address-restricted, port-restricted, symmetric,
-# symmetric-predictable.
+# or the long names full-cone, addr-restricted (or address-restricted),
+# port-restricted, symmetric, symmetric-predictable.
 #   --wan-ip IP      the public address (default: WAN_IF's first IPv4 address)
 #   --lan-net NET    the private network, for --hairpin (default: LAN_IF's)
 #   --hairpin        LAN hosts reach each other's public mappings (cone types)
@@ -51,11 +51,11 @@ nat=$1 wan=$2 lan=$3
 shift 3
 case $nat in
 full | full-cone) nat=full ;;
-addr | address-restricted) nat=addr ;;
+addr | addr-restricted | address-restricted) nat=addr ;;
 port | port-restricted) nat=port ;;
 sym | symmetric) nat=sym ;;
 sympred | symmetric-predictable) nat=sympred ;;
-*) die "unknown NAT type '$nat' (full, addr, port, sym, sympred, or full-cone, address-restricted, port-restricted, symmetric, symmetric-predictable)" ;;
+*) die "unknown NAT type '$nat' (full, addr, port, sym, sympred, or full-cone, addr-restricted, address-restricted, port-restricted, symmetric, symmetric-predictable)" ;;
 esac
 for ifname in "$wan" "$lan"; do
 	case $ifname in
