@@ -81,8 +81,8 @@ PROBE = os.path.join(ROOT, "tests", "lab", "natprobe.py")
 ROUTER_NAT = os.path.join(ROOT, "tests", "lab", "router-nat.sh")
 
 NAT_TYPES = ("full", "addr", "port", "sym", "sympred")
-ALIASES = {"full-cone": "full", "address-restricted": "addr", "port-restricted": "port",
-           "symmetric": "sym", "symmetric-predictable": "sympred"}
+ALIASES = {"full-cone": "full", "address-restricted": "addr", "addr-restricted": "addr",
+           "port-restricted": "port", "symmetric": "sym", "symmetric-predictable": "sympred"}
 # nft 1.0.6 hands numgen's counter to snat byte-swapped: consecutive flows get
 # ports 256 apart (NATLAB.md, verified), except where the low byte wraps (257)
 NAT_DELTA_SYMPRED = 256
