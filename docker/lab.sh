@@ -34,6 +34,9 @@ die() {
 	exit 1
 }
 say() { echo "lab.sh: $*" >&2; }
+t0=$(date +%s.%N)
+# a phase's end: its wall-clock time (printed, never asserted)
+took() { say "$1 in $(echo "$(date +%s.%N) $t0" | awk '{ printf "%.1f", $1 - $2 }') s"; t0=$(date +%s.%N); }
 
 [ "$(id -u)" = 0 ] || die "needs root"
 for t in "$DOCKER" docker-compose debootstrap; do
@@ -134,14 +137,18 @@ run)
 		esac
 	done
 	engine
+	took "engine ready"
 	base_image
+	took "base image ready"
 	crust_image
+	took "crust image built"
 	failed=0
 	for pair in "$@"; do
 		project=crustlab$$
 		/usr/bin/python3 "$HERE/nat_pair.py" --project "$project" --compose "$COMPOSE" \
 			--image "$IMAGE" "${pair%%:*}" "${pair#*:}" || failed=$((failed + 1))
 		project=""
+		took "$pair"
 	done
 	echo "docker-lab: $(($# - failed)) passed, $failed failed"
 	[ "$failed" = 0 ]
