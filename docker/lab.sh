@@ -46,9 +46,14 @@ mkdir -p "$DIR"
 
 started_engine=0
 project=""
+pair_pid=""
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM HUP
+	if [ -n "$pair_pid" ] && kill -0 "$pair_pid" 2>/dev/null; then
+		kill -TERM "$pair_pid" # it tears its topology down on SIGTERM
+		wait "$pair_pid" || true
+	fi
 	if [ -n "$project" ]; then # nat_pair.py tears down its own; this is for an interrupt
 		docker-compose -p "$project" -f "$COMPOSE" down -v --remove-orphans -t 2 >/dev/null 2>&1 || true
 	fi
@@ -145,8 +150,12 @@ run)
 	failed=0
 	for pair in "$@"; do
 		project=crustlab$$
+		# in the background: a signal to this script runs its trap at once
 		/usr/bin/python3 "$HERE/nat_pair.py" --project "$project" --compose "$COMPOSE" \
-			--image "$IMAGE" "${pair%%:*}" "${pair#*:}" || failed=$((failed + 1))
+			--image "$IMAGE" "${pair%%:*}" "${pair#*:}" &
+		pair_pid=$!
+		wait "$pair_pid" || failed=$((failed + 1))
+		pair_pid=""
 		project=""
 		took "$pair"
 	done

@@ -15,6 +15,7 @@ log lines are printed first). Timings are printed, never asserted.
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -127,9 +128,9 @@ def run(topo, nat_a, nat_b):
     a.cmd("punch %s" % b.peer)
     ra = a.wait_for("punch_result", lambda e: e.get("peer") == b.peer)
     rb = b.wait_for("punch_result", lambda e: e.get("peer") == a.peer)
-    check(ra.get("ok") and rb.get("ok") and ra.get("via") == rb.get("via"),
-          "%s <-> %s: connected, both sides agree (%s / %s)"
-          % (nat_a, nat_b, ra.get("via"), rb.get("via")))
+    check(ra.get("ok") is True and rb.get("ok") is True and ra.get("via") == rb.get("via"),
+          "%s <-> %s: connected, both sides agree (ok %s / %s, via %s / %s)"
+          % (nat_a, nat_b, ra.get("ok"), rb.get("ok"), ra.get("via"), rb.get("via")))
     na, nb = nat_name(nat_a), nat_name(nat_b)
     want = set(expected("tcp", na, nb)) | set(expected("udp", na, nb))
     check(ra["via"] in want, "%s <-> %s: %s is one of %s"
@@ -141,7 +142,13 @@ def run(topo, nat_a, nat_b):
            time.monotonic() - t1))
 
 
+def on_signal(signum, frame_):
+    raise SystemExit(128 + signum)     # the finally in main() tears the topology down
+
+
 def main():
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, on_signal)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--project", default="crustlab%d" % os.getpid())
     ap.add_argument("--compose", default=os.path.join(HERE, "compose", "nat-pair.yml"))
