@@ -19,8 +19,8 @@ for tests:
            (port-restricted cone, Linux's default masquerade), "sym" (symmetric,
            random ports), "sympred" (symmetric, predictable: each new flow gets
            the previous port + 256, see NAT_DELTA_SYMPRED); long names too
-           ("full-cone", "address-restricted", "port-restricted", "symmetric",
-           "symmetric-predictable").
+           ("full-cone", "address-restricted" or "addr-restricted",
+           "port-restricted", "symmetric", "symmetric-predictable").
       hairpin: hosts behind this router reach each other's public mappings
            (cone types only: a symmetric mapping depends on the destination).
       rst: the router answers an unsolicited inbound TCP SYN with RST (default:
