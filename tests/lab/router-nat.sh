@@ -38,7 +38,8 @@
 set -eu
 
 usage() {
-	sed -n '4,5p' "$0" | sed 's/^# \{0,1\}//' >&2
+	echo "usage: router-nat.sh TYPE WAN_IF LAN_IF [--wan-ip IP] [--lan-net NET] [--hairpin]" >&2
+	echo "                     [--rst] [--map-timeout S] [--print]   (see the script's head)" >&2
 	exit 2
 }
 die() {
@@ -90,7 +91,7 @@ fi
 
 # the first IPv4 address (or network) of an interface, from `ip -o -4 addr`
 if_addr() {
-	ip -o -4 addr show dev "$1" | awk -v what="$2" 'NR == 1 {
+	ip -o -4 addr show dev "$1" 2>/dev/null | awk -v what="$2" 'NR == 1 {
 		split($4, a, "/")
 		if (what == "ip") { print a[1]; exit }
 		split(a[1], o, "."); m = a[2]; n = 0
