@@ -5,7 +5,8 @@
 
 Brings up docker/compose/nat-pair.yml with NAT_A / NAT_B (full,
 addr-restricted, port-restricted, symmetric, symmetric-predictable), waits
-until both peers are registered with the coordinator, has peer_a punch to
+until both peers are registered with the coordinator (which sees them at
+their routers' public addresses: the NAT is in the path), has peer_a punch to
 peer_b, and checks on the nodes' JSON events (`docker logs`): both sides report
 the same successful method, one the NAT types allow (test_nat_matrix.py's
 table, either transport), and a message crosses each way intact. The
@@ -27,6 +28,7 @@ from test_nat_matrix import expected  # noqa: E402
 
 DOCKER = os.environ.get("DOCKER", "/usr/bin/docker")
 T = 30.0
+WAN_A, WAN_B = "203.0.113.101", "203.0.113.102"     # the routers' public addresses
 
 
 class Failure(Exception):
@@ -119,11 +121,12 @@ def run(topo, nat_a, nat_b):
     log("up in %.1f s" % (time.monotonic() - t0))
     a = Peer("peer_a", topo.container("peer_a"))
     b = Peer("peer_b", topo.container("peer_b"))
-    for p in (a, b):
+    for p, wan in ((a, WAN_A), (b, WAN_B)):
         p.peer = p.wait_for("node_started")["peer"]
         ext = p.wait_for("external_endpoint", lambda e: e.get("transport") == "tcp"
                          and e.get("source") == "coordinator")
-        log("%s %s... registered, public %s" % (p.name, p.peer[:12], ext["addr"]))
+        check(ext["addr"].startswith(wan + ":"), "%s %s... registered; the coordinator sees "
+              "it at its router's address %s" % (p.name, p.peer[:12], ext["addr"]))
     t1 = time.monotonic()
     a.cmd("punch %s" % b.peer)
     ra = a.wait_for("punch_result", lambda e: e.get("peer") == b.peer)
