@@ -13,13 +13,13 @@
 # nsenter enters only that namespace: dockerd needs the host's /sys and its
 # cgroup mounts, which `ip netns exec` would hide behind a fresh sysfs.
 # Own socket, pidfile and exec root under $DOCKER_LAB_RUN (/run/crust-docker),
-# own data root $DOCKER_LAB_DATA (build/docker/engine): a system docker
+# own data root $DOCKER_LAB_DATA ($DOCKER_LAB_DIR/engine, build/docker/engine): a system docker
 # (/var/run/docker.sock, /var/lib/docker) is never touched. Its managed
 # containerd stops with it.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 RUN=${DOCKER_LAB_RUN:-/run/crust-docker}
-DATA=${DOCKER_LAB_DATA:-$(dirname "$HERE")/build/docker/engine}
+DATA=${DOCKER_LAB_DATA:-${DOCKER_LAB_DIR:-$(dirname "$HERE")/build/docker}/engine}
 NS=${DOCKER_LAB_NETNS:-crust-docker}
 SOCK=$RUN/docker.sock
 PIDFILE=$RUN/dockerd.pid

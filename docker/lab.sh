@@ -29,6 +29,15 @@ export DOCKER DOCKER_BUILDKIT=0     # the classic builder: no buildx needed
 IMAGE=crust:lab
 COMPOSE=$HERE/compose/nat-pair.yml
 
+# remove a tree debootstrap may have left mounts in (/proc, /sys, /dev nodes
+# bound from the host when it was killed): unmount them first, never cross one
+remove_tree() {
+	[ -e "$1" ] || return 0
+	awk -v d="$1/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r |
+		while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	rm -rf --one-file-system "$1"
+}
+
 die() {
 	echo "lab.sh: $*" >&2
 	exit 1
@@ -61,7 +70,8 @@ cleanup() {
 		say "stopping the engine"
 		"$HERE/engine.sh" stop || rc=1
 	fi
-	rm -rf "$DIR/rootfs.$$" "$DIR/context.$$"
+	remove_tree "$DIR/rootfs.$$"
+	rm -rf "$DIR/context.$$"
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -99,12 +109,13 @@ base_image() {
 			die "debootstrap failed (log: $DIR/debootstrap.log)"
 		}
 		# what an image does not need: package caches, docs, locales
-		rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
+		rm -rf --one-file-system "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
 			"$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
 			"$root"/usr/share/locale/*
-		tar -C "$root" -cf "$tar.tmp" . && mv "$tar.tmp" "$tar"
-		rm -rf "$root"
-		rm -f "$DIR"/base-*.tar.tmp
+		tar -C "$root" --one-file-system -cf "$tar.tmp" . && mv "$tar.tmp" "$tar"
+		remove_tree "$root"
+		# older package lists' bases and unfinished tarballs
+		find "$DIR" -maxdepth 1 -name 'base-*.tar*' ! -name "base-$key.tar" -delete
 	fi
 	say "docker import $tar -> $tag"
 	"$DOCKER" import "$tar" "$tag" >/dev/null
