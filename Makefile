@@ -6,6 +6,7 @@
 #   make bench      quick benchmark suite beside real baselines and limits (perf/, minutes)
 #   make bench-full the longer matrix (more seconds, repeats and message sizes)
 #   make lab        build/crust-wire, the impairment wire of the lab (tests/lab/)
+#   make docker-lab the Docker NAT topologies, built, run and torn down (mk/docker.mk)
 #   make install    PREFIX=/usr/local DESTDIR=
 # V=1 shows the commands; CI=true turns warnings into errors.
 

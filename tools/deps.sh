@@ -3,15 +3,19 @@
 #   tools/deps.sh base    build + test dependencies
 #   tools/deps.sh bench   benchmark peers (iperf3, sockperf, ENet, libuv), plotting, perf;
 #                         installs what it can and exits 1 naming what it could not
+#   tools/deps.sh docker  make docker-lab: the Docker engine (the lab starts its own,
+#                         docker/engine.sh), docker-compose v1, debootstrap
 set -euo pipefail
 base=(build-essential pkg-config liburing-dev libsodium-dev libminiupnpc-dev libnatpmp-dev
       libcriterion-dev libjansson-dev libssl-dev iproute2 python3 python3-nacl procps psmisc
       tshark nftables python3-cryptography coturn miniupnpd-nftables miniupnpc natpmpc)
 bench=(iperf3 gnuplot-nox sockperf libenet-dev libuv1-dev linux-perf)
+docker=(docker.io docker-compose debootstrap)
 case "${1:-base}" in
   base) want=("${base[@]}") ;;
   bench) want=("${base[@]}" "${bench[@]}") ;;
-  *) echo "usage: $0 base|bench" >&2; exit 2 ;;
+  docker) want=("${base[@]}" "${docker[@]}") ;;
+  *) echo "usage: $0 base|bench|docker" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${want[@]}"; do

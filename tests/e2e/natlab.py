@@ -19,15 +19,15 @@ for tests:
            (port-restricted cone, Linux's default masquerade), "sym" (symmetric,
            random ports), "sympred" (symmetric, predictable: each new flow gets
            the previous port + 256, see NAT_DELTA_SYMPRED); long names too
-           ("full-cone", "address-restricted", "port-restricted", "symmetric",
-           "symmetric-predictable").
+           ("full-cone", "address-restricted" or "addr-restricted",
+           "port-restricted", "symmetric", "symmetric-predictable").
       hairpin: hosts behind this router reach each other's public mappings
            (cone types only: a symmetric mapping depends on the destination).
       rst: the router answers an unsolicited inbound TCP SYN with RST (default:
            drops it, as RFC 5382 asks). Unsolicited UDP is always dropped.
       hosts: LAN hosts (a.hosts, a.host_ips; a.host is a.hosts[0]). Behind one
            cone router give them distinct source ports: the router's mapping
-           table is keyed by the LAN port (see ruleset()).
+           table is keyed by the LAN port (see tests/lab/router-nat.sh).
       udp_timeout / udp_stream_timeout: the router's UDP conntrack timeouts in
            seconds (unreplied / replied; kernel defaults 30 / 120); the cone
            routers' mapping tables expire after udp_stream_timeout too.
@@ -102,10 +102,11 @@ MINIUPNPD_TABLES = """table inet miniupnpd {
   chain postrouting_miniupnpd { }
 }
 """
+ROUTER_NAT = os.path.join(ROOT, "tests", "lab", "router-nat.sh")
 
 NAT_TYPES = ("full", "addr", "port", "sym", "sympred")
-ALIASES = {"full-cone": "full", "address-restricted": "addr", "port-restricted": "port",
-           "symmetric": "sym", "symmetric-predictable": "sympred"}
+ALIASES = {"full-cone": "full", "address-restricted": "addr", "addr-restricted": "addr",
+           "port-restricted": "port", "symmetric": "sym", "symmetric-predictable": "sympred"}
 # nft 1.0.6 hands numgen's counter to snat byte-swapped: consecutive flows get
 # ports 256 apart (NATLAB.md, verified), except where the low byte wraps (257)
 NAT_DELTA_SYMPRED = 256
@@ -123,80 +124,27 @@ def nat_name(nat):
     return n
 
 
+def router_nat_args(nat, wan_ip, lan_net, hairpin=False, rst=False, map_timeout=120):
+    """tests/lab/router-nat.sh's arguments after TYPE WAN_IF LAN_IF."""
+    args = ["--wan-ip", wan_ip, "--lan-net", lan_net, "--map-timeout", str(map_timeout)]
+    return args + ["--hairpin"] * bool(hairpin) + ["--rst"] * bool(rst)
+
+
 def ruleset(nat, wan_ip, lan_net, hairpin=False, rst=False, map_timeout=120):
     """The router's nft table for one NAT type (`wan` public side, `lan` private).
 
-    Recipes from NATLAB.md (verified there with coturn's RFC 5780 discovery):
-    port = masquerade; sym = masquerade fully-random; sympred = snat through
-    numgen inc; full / addr = masquerade plus a dynamic map of the mappings
-    (learned in the filter forward chain: nat chains see only a connection's
-    first packet) through which inbound packets are DNATed; addr only when the
-    source address was contacted from that port. The map is keyed by the LAN
-    source port, which masquerade keeps unless two LAN hosts clash on it."""
+    The recipes live in tests/lab/router-nat.sh, shared with the Docker router
+    containers (docker/router.sh); this is its --print output."""
     nat = nat_name(nat)
     if hairpin and nat in ("sym", "sympred"):
         raise ValueError("hairpin needs an endpoint-independent mapping (a cone type), not %s"
                          % nat)
-    w = wan_ip
-    pre, post = [], []
-    if nat == "full":
-        pre.append('iifname "wan" ip daddr %s meta l4proto { tcp, udp } '
-                   'dnat ip to meta l4proto . th dport map @pm' % w)
-    elif nat == "addr":
-        pre.append('iifname "wan" ip daddr %s meta l4proto { tcp, udp } '
-                   'ip saddr . meta l4proto . th dport @seen '
-                   'dnat ip to meta l4proto . th dport map @pm' % w)
-    if hairpin:
-        pre.append('iifname "lan" ip daddr %s meta l4proto { tcp, udp } '
-                   'dnat ip to meta l4proto . th dport map @pm' % w)
-        post.append('oifname "lan" ip saddr %s ct status dnat snat ip to %s' % (lan_net, w))
-    if nat == "sym":
-        post.append('oifname "wan" masquerade fully-random')
-    elif nat == "sympred":
-        post.append('oifname "wan" meta l4proto { tcp, udp } '
-                    'snat ip to %s : numgen inc mod 20000 offset 30000' % w)
-        post.append('oifname "wan" masquerade')
-    else:
-        post.append('oifname "wan" masquerade')
-
-    learn = ['iifname "lan" oifname "wan" meta l4proto { tcp, udp } '
-             'update @pm { meta l4proto . th sport : ip saddr }']
-    if nat == "addr":
-        learn.append('iifname "lan" oifname "wan" meta l4proto { tcp, udp } '
-                     'update @seen { ip daddr . meta l4proto . th sport }')
-    # unsolicited inbound: dropped (RFC 4787 / 5382), or SYNs answered with RST
-    refuse = []
-    if rst:
-        refuse.append('iifname "wan" tcp flags & (fin | syn | rst | ack) == syn '
-                      'counter name "rst_sent" reject with tcp reset')
-    refuse.append('iifname "wan" meta l4proto { tcp, udp } counter name "unsolicited" drop')
-
-    t = map_timeout
-    lines = ["table ip natlab {",
-             "  counter unsolicited { }", "  counter rst_sent { }", "  counter no_hairpin { }",
-             "  map pm { type inet_proto . inet_service : ipv4_addr; "
-             "flags dynamic,timeout; timeout %ds; }" % t,
-             "  set seen { type ipv4_addr . inet_proto . inet_service; "
-             "flags dynamic,timeout; timeout %ds; }" % t,
-             "  chain prerouting {", "    type nat hook prerouting priority dstnat; policy accept;"]
-    lines += ["    " + r for r in pre]
-    lines += ["  }", "  chain postrouting {",
-              "    type nat hook postrouting priority srcnat; policy accept;"]
-    lines += ["    " + r for r in post]
-    lines += ["  }", "  chain forward {", "    type filter hook forward priority filter; policy accept;"]
-    lines += ["    " + r for r in learn]
-    lines += ['    iifname "wan" ct state established,related accept',
-              '    iifname "wan" ct status dnat accept']
-    lines += ["    " + r for r in refuse]
-    lines += ["  }", "  chain input {", "    type filter hook input priority filter; policy accept;",
-              "    ct state established,related accept"]
-    lines += ["    " + r for r in refuse]
-    # without hairpinning a LAN packet to the public address is refused (and
-    # counted) rather than answered by the router's own stack
-    lines += ['    iifname "lan" ip daddr %s meta l4proto { tcp, udp } '
-              'counter name "no_hairpin" drop' % w,
-              "  }", "}"]
-    return "\n".join(lines) + "\n"
+    p = subprocess.run([ROUTER_NAT, nat, "wan", "lan", "--print"]
+                       + router_nat_args(nat, wan_ip, lan_net, hairpin, rst, map_timeout),
+                       text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if p.returncode != 0:
+        raise ValueError(p.stderr.strip())
+    return p.stdout
 
 
 class Lan:
@@ -239,8 +187,8 @@ class Lan:
 
     def describe(self):
         return {"index": self.index, "nat": self.nat, "hairpin": self.hairpin,
-                "rst": self.rst, "upnp": getattr(self, "upnp", False), "router": self.router, "wan_ip": self.wan_ip,
-                "net": self.net, "hosts": self.hosts, "host_ips": self.host_ips}
+                "rst": self.rst, "upnp": getattr(self, "upnp", False), "router": self.router,
+                "wan_ip": self.wan_ip, "net": self.net, "hosts": self.hosts, "host_ips": self.host_ips}
 
 
 class NatLab:
@@ -283,8 +231,9 @@ class NatLab:
             if v is not None and not (isinstance(v, int) and v >= 1):
                 raise ValueError("%s=%r: a whole number of seconds >= 1" % (name, v))
         map_timeout = udp_stream_timeout or 120
-        rules = ruleset(nat, "203.0.113.%d" % (100 + n), "198.18.%d.0/24" % n,
-                        hairpin, rst, map_timeout)
+        if hairpin and nat in ("sym", "sympred"):
+            raise ValueError("hairpin needs an endpoint-independent mapping (a cone type), "
+                             "not %s" % nat)
         lab = self.lab
         r = lab.router("r%d" % n)
         self.nodes["r%d" % n] = r
@@ -298,10 +247,12 @@ class NatLab:
             lab.route(h, "default", "198.18.%d.1" % n)
             self.nodes[short] = h
             names.append(h)
-        p = subprocess.run(["ip", "netns", "exec", r, "nft", "-f", "-"], input=rules,
+        p = subprocess.run(["ip", "netns", "exec", r, ROUTER_NAT, nat, "wan", "lan"]
+                           + router_nat_args(nat, "203.0.113.%d" % (100 + n),
+                                             "198.18.%d.0/24" % n, hairpin, rst, map_timeout),
                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if p.returncode != 0:
-            raise RuntimeError("nft rejected the %s ruleset: %s\n%s" % (nat, p.stdout, rules))
+            raise RuntimeError("router-nat.sh failed for %s: %s" % (nat, p.stdout))
         # conntrack exists in the namespace once the rules use it
         if udp_timeout is not None:
             lab.sysctl(r, "net.netfilter.nf_conntrack_udp_timeout", str(udp_timeout))
