@@ -18,14 +18,16 @@
 
 #define ACCEPT_RETRY_MS 100
 
-int eng_bind_socket(int type, const struct sockaddr *addr, socklen_t len, bool reuseport)
+int eng_bind_socket(int type, const struct sockaddr *addr, socklen_t len, unsigned flags)
 {
 	int fd = socket(addr->sa_family, type | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	int one = 1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+	if (type == SOCK_STREAM || (flags & ENG_BIND_SHARED))
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if ((flags & ENG_BIND_REUSEPORT) &&
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
 		goto fail;
 	if (addr->sa_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
@@ -140,45 +142,70 @@ void eng_listener_close(struct eng_listener *l)
 	finish(l);
 }
 
-/* Is the port free for us? A bind without SO_REUSEPORT answers. */
-static int probe_port(int type, const struct sockaddr_storage *ss, socklen_t len)
+/*
+ * Is the port free for us? A bind without reuse flags answers. With port 0
+ * it picks one nobody holds and stores it in ss: an autobind with
+ * SO_REUSEPORT (or, for UDP, SO_REUSEADDR) may hand out a port another
+ * process's socket group of the same user holds, which would then share
+ * that process's traffic.
+ */
+static int probe_port(int type, struct sockaddr_storage *ss, socklen_t len)
 {
 	int fd = socket(ss->ss_family, type | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	int ret = bind(fd, (const struct sockaddr *)ss, len) < 0 ? -errno : 0;
+	if (ret == 0 && eng_addr_port(ss) == 0) {
+		eng_addr_set_port(ss, eng_bound_port(fd));
+		if (eng_addr_port(ss) == 0)
+			ret = -EADDRNOTAVAIL;
+	}
 	close(fd);
 	return ret;
 }
 
-/* Bind every shard's socket on ss's port (0 = let the first bind choose). */
+/* Bind every shard's socket on ss's (probed, free) port. */
 static int bind_all(int type, struct sockaddr_storage *ss, socklen_t len, unsigned n, int *fds)
 {
 	for (unsigned i = 0; i < n; i++) {
-		fds[i] = eng_bind_socket(type, (struct sockaddr *)ss, len, true);
+		fds[i] = eng_bind_socket(type, (struct sockaddr *)ss, len, ENG_BIND_REUSEPORT);
 		if (fds[i] < 0) {
 			int err = fds[i];
 			while (i--)
 				close(fds[i]);
 			return err;
 		}
-		if (i == 0 && eng_addr_port(ss) == 0)
-			eng_addr_set_port(ss, eng_bound_port(fds[0]));
 	}
 	return 0;
+}
+
+/* The port free at the probe may be taken before the group binds it: a few tries. */
+#define RANDOM_PORT_TRIES 8
+
+static int bind_random(int type, struct sockaddr_storage *ss, socklen_t len, unsigned n, int *fds)
+{
+	int err = -EADDRINUSE;
+	for (int i = 0; i < RANDOM_PORT_TRIES && err == -EADDRINUSE; i++) {
+		eng_addr_set_port(ss, 0);
+		err = probe_port(type, ss, len);
+		if (err == 0)
+			err = bind_all(type, ss, len, n, fds);
+	}
+	return err;
 }
 
 int eng_bind_port_group(int type, struct sockaddr_storage *ss, socklen_t len, unsigned n,
 			int *fds, bool *fallback)
 {
 	*fallback = false;
-	int err = eng_addr_port(ss) ? probe_port(type, ss, len) : 0;
+	if (eng_addr_port(ss) == 0)
+		return bind_random(type, ss, len, n, fds);
+	int err = probe_port(type, ss, len);
 	if (err == 0)
 		err = bind_all(type, ss, len, n, fds);
 	if (err == -EADDRINUSE || err == -EACCES) {
 		*fallback = true;
-		eng_addr_set_port(ss, 0);
-		err = bind_all(type, ss, len, n, fds);
+		err = bind_random(type, ss, len, n, fds);
 	}
 	return err;
 }

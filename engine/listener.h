@@ -28,12 +28,18 @@ struct eng_listener {
 	bool closing, closed;
 };
 
+/* eng_bind_socket flags */
+#define ENG_BIND_REUSEPORT 1u /* found or join one of our per-shard SO_REUSEPORT groups */
+#define ENG_BIND_SHARED    2u /* a datagram port several processes share (SO_REUSEADDR: the LAN beacon) */
+
 /*
- * Bind a socket of type (SOCK_STREAM / SOCK_DGRAM) to addr with
- * SO_REUSEPORT, and listen() if it is a stream. Any thread. Returns the
- * fd or -errno.
+ * Bind a socket of type (SOCK_STREAM / SOCK_DGRAM) to addr, and listen()
+ * if it is a stream. Streams always get SO_REUSEADDR (a restarted node
+ * rebinds past TIME_WAIT); datagram sockets only with ENG_BIND_SHARED,
+ * since two UDP sockets that both have it may hold one port and split
+ * its traffic. Any thread. Returns the fd or -errno.
  */
-int eng_bind_socket(int type, const struct sockaddr *addr, socklen_t len, bool reuseport);
+int eng_bind_socket(int type, const struct sockaddr *addr, socklen_t len, unsigned flags);
 /*
  * Bind n SO_REUSEPORT sockets of type on ss's port (one per shard), the
  * ancestor's "live port, random backup": the port is first probed with a

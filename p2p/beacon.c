@@ -452,7 +452,7 @@ static int open_socket(int family, uint16_t port)
 	struct sockaddr_storage ss = { .ss_family = (sa_family_t)family };
 	eng_addr_set_port(&ss, port);
 	socklen_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-	int fd = eng_bind_socket(SOCK_DGRAM, (struct sockaddr *)&ss, len, false);
+	int fd = eng_bind_socket(SOCK_DGRAM, (struct sockaddr *)&ss, len, ENG_BIND_SHARED);
 	if (fd < 0)
 		return fd;
 	int one = 1, ttl = BEACON_TTL;

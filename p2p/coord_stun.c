@@ -145,7 +145,7 @@ int coord_stun_bind(struct coordinator *c, const struct crust_endpoint *eps, siz
 		if (on_rudp_listener(c->svc, &eps[i]))
 			continue;
 		int fd = eng_bind_socket(SOCK_DGRAM, (const struct sockaddr *)&eps[i].addr,
-					 eps[i].addrlen, false);
+					 eps[i].addrlen, 0);
 		if (fd < 0) {
 			char a[CRUST_ADDRSTRLEN];
 			crust_addr_format(&eps[i].addr, a, sizeof(a));

@@ -141,7 +141,7 @@ static void open_fn(struct shard *sh, struct eng_mail *m)
 {
 	struct udp_side *s = container_of(m, struct udp_side, open_mail);
 	struct sockaddr_in lo = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int fd = eng_bind_socket(SOCK_DGRAM, (struct sockaddr *)&lo, sizeof(lo), false);
+	int fd = eng_bind_socket(SOCK_DGRAM, (struct sockaddr *)&lo, sizeof(lo), 0);
 	s->open_err = fd < 0 ? fd : 0;
 	if (fd >= 0) {
 		s->addr = lo;

@@ -557,7 +557,7 @@ static int bind_ephemeral(int family)
 	memset(&any, 0, sizeof(any));
 	any.ss_family = (sa_family_t)family;
 	socklen_t len = family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-	return eng_bind_socket(SOCK_DGRAM, (struct sockaddr *)&any, len, false);
+	return eng_bind_socket(SOCK_DGRAM, (struct sockaddr *)&any, len, 0);
 }
 
 /* The socket a dial from this shard uses: the listener's (one port for both ways), else our own. */

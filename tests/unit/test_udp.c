@@ -113,7 +113,7 @@ static const struct eng_udp_ops ops = {
 static int open_bound(struct eng_udp *u, struct shard *sh, struct sockaddr_in *addr, void *owner)
 {
 	struct sockaddr_in lo = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int fd = eng_bind_socket(SOCK_DGRAM, (struct sockaddr *)&lo, sizeof(lo), false);
+	int fd = eng_bind_socket(SOCK_DGRAM, (struct sockaddr *)&lo, sizeof(lo), 0);
 	if (fd < 0)
 		return fd;
 	*addr = lo;
