@@ -9,6 +9,7 @@
 #include "listener.h"
 
 #include "addr.h"
+#include "udp.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -26,6 +27,8 @@ int eng_bind_socket(int type, const struct sockaddr *addr, socklen_t len, unsign
 	int one = 1;
 	if (type == SOCK_STREAM || (flags & ENG_BIND_SHARED))
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (type == SOCK_DGRAM)
+		eng_udp_prepare_socket(fd);
 	if ((flags & ENG_BIND_REUSEPORT) &&
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
 		goto fail;

@@ -51,6 +51,15 @@ static void set_sockbuf(int fd, int opt_force, int opt, int size)
 		setsockopt(fd, SOL_SOCKET, opt, &size, sizeof(size));
 }
 
+void eng_udp_prepare_socket(int fd)
+{
+	int one = 1;
+	setsockopt(fd, IPPROTO_UDP, UDP_GRO, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
+	set_sockbuf(fd, SO_RCVBUFFORCE, SO_RCVBUF, ENG_UDP_SOCKBUF);
+	set_sockbuf(fd, SO_SNDBUFFORCE, SO_SNDBUF, ENG_UDP_SOCKBUF);
+}
+
 int eng_udp_open(struct eng_udp *u, struct shard *sh, int fd, const struct eng_udp_ops *ops,
 		 void *owner)
 {
@@ -79,11 +88,6 @@ int eng_udp_open_slots(struct eng_udp *u, struct shard *sh, int fd,
 	u->recv_op.cb = recv_cb;
 	u->cancel_op.cb = cancel_cb;
 	eng_timer_init(&u->rearm, rearm_cb, u);
-	int one = 1;
-	setsockopt(fd, IPPROTO_UDP, UDP_GRO, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
-	set_sockbuf(fd, SO_RCVBUFFORCE, SO_RCVBUF, ENG_UDP_SOCKBUF);
-	set_sockbuf(fd, SO_SNDBUFFORCE, SO_SNDBUF, ENG_UDP_SOCKBUF);
 	u->rmh.msg_namelen = sizeof(struct sockaddr_storage);
 	u->rmh.msg_controllen = RECV_CTL_SPACE;
 	sh->live++;

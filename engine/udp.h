@@ -61,13 +61,21 @@ struct eng_udp {
 };
 
 /*
+ * GRO, 4 MB buffers and drop counting on a new UDP socket. eng_bind_socket
+ * calls it before the bind: datagrams that arrive before a shard takes the
+ * socket over must not meet the default 208 KiB buffer (a burst right
+ * after listener_started was dropped). Any thread.
+ */
+void eng_udp_prepare_socket(int fd);
+
+/*
  * Receive buffers must hold a whole GRO batch (up to 64 KiB) plus the
  * recvmsg header, address and control space: the engine's default
  * buffer size does (ENG_RX_BUFFER_DEFAULT); a smaller one truncates
  * large batches (counted in rx_truncated).
  *
- * Take over a bound UDP socket (eng_bind_socket(SOCK_DGRAM, ...)): turn on
- * GRO, 4 MB buffers and drop counting, and start receiving. Shard thread.
+ * Take over a bound UDP socket (eng_bind_socket(SOCK_DGRAM, ...)) and start
+ * receiving. Shard thread.
  */
 int eng_udp_open(struct eng_udp *u, struct shard *sh, int fd, const struct eng_udp_ops *ops,
 		 void *owner);

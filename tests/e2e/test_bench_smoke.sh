@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# e2e: alone (its udp-pps and bulk scenarios flood loopback; other tests lose datagrams in the backlog)
 # test_bench_smoke.sh - the harness of `crust bench` works: every scenario
 # that `crust bench --list` names runs for a fraction of a second and prints
 # one valid JSON object with the fields every scenario must report (the

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# e2e: alone (counts every bad datagram it sends: a concurrent loopback flood drops some in the backlog)
 """Bad input on a node's UDP port: every kind is dropped, counted, never
 answered with more than 3x its size, and the node keeps serving.
 
