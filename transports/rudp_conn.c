@@ -357,8 +357,15 @@ static struct rudp_aead *rx_keys(struct rudp_conn *c, const struct rudp_hdr *h)
 {
 	if (h->type == RUDP_PKT_SHORT)
 		return c->have_pkt_keys ? &c->pkt_rx : NULL;
-	/* once 1-RTT keys are in, long (publicly keyed) packets could be forged: ignore them */
-	return c->have_pkt_keys ? NULL : &c->init_rx;
+	/*
+	 * Long packets are publicly keyed: once the peer is seen using the new
+	 * keys they could only be forged, so they are ignored. Not before: the
+	 * dialer has its keys a round trip before the acceptor, and until then
+	 * the acceptor's ACKs and handshake data can only come long (ignoring
+	 * them left the dialer resending acknowledged data while its last
+	 * handshake message was never resent).
+	 */
+	return c->have_pkt_keys && c->peer_short_seen ? NULL : &c->init_rx;
 }
 
 static uint64_t ack_delay_us(const struct rudp_conn *c)
@@ -619,13 +626,17 @@ static bool wants_stream(struct rudp_conn *c, bool lng)
 static bool plan_packet(struct rudp_conn *c, uint64_t now, struct pkt_plan *pl)
 {
 	memset(pl, 0, sizeof(*pl));
-	pl->lng = use_long(c);
 	pl->size = c->mtu;
 	if (c->probes_due) {
+		/* requeue first: a probe repeating handshake data must travel in a long
+		 * packet like the original (a peer without the new keys cannot open a
+		 * short one, and every later probe would repeat the mistake) */
 		requeue_oldest(c);
+		pl->lng = use_long(c);
 		pl->probe = true;
 		return room_for(c, pl->size, true, now);
 	}
+	pl->lng = use_long(c);
 	if (!pl->lng && !c->probing && c->peer_short_seen && c->probe_lo < c->probe_hi &&
 	    now >= c->next_probe_us && c->rec.bytes_in_flight + c->probe_hi <= c->cc.cwnd) {
 		pl->mtu_probe = true;
