@@ -6,6 +6,7 @@
 #   make bench      quick benchmark suite beside real baselines and limits (perf/, minutes)
 #   make bench-full the longer matrix (more seconds, repeats and message sizes)
 #   make lab        build/crust-wire, the impairment wire of the lab (tests/lab/)
+#   make fuzz       libFuzzer targets for every parser (mk/fuzz.mk; fuzz-smoke for CI)
 #   make install    PREFIX=/usr/local DESTDIR=
 # V=1 shows the commands; CI=true turns warnings into errors.
 
@@ -134,6 +135,8 @@ uninstall:
 	      $(DESTDIR)$(LIBDIR)/pkgconfig/crust.pc $(DESTDIR)$(BINDIR)/crust
 
 clean:
-	rm -rf build build-asan perf/out
+	rm -rf build build-asan build-fuzz perf/out
+
+include mk/fuzz.mk
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/lab/wire.d
