@@ -62,6 +62,7 @@ define fuzz_run
 	$(Q)nice $(FUZZ_BUILD)/fuzz_$(1) -max_total_time=$(2) -max_len=$(fuzz_max_$(1)) \
 		-rss_limit_mb=$(FUZZ_RSS_MB) -timeout=10 -print_final_stats=1 \
 		-artifact_prefix=$(FUZZ_BUILD)/artifacts/$(1)/ \
+		$(if $(wildcard tests/fuzz/$(1).dict),-dict=tests/fuzz/$(1).dict) \
 		$(FUZZ_BUILD)/corpus/$(1) tests/fuzz/corpus/$(1) \
 		$(wildcard tests/fuzz/regress/$(1)) > $(FUZZ_BUILD)/fuzz-$(1).log 2>&1 \
 		|| { tail -n 60 $(FUZZ_BUILD)/fuzz-$(1).log; echo "fuzz $(1): FAILED (log $(FUZZ_BUILD)/fuzz-$(1).log)" >&2; exit 1; }

@@ -6,7 +6,7 @@
 set -euo pipefail
 base=(build-essential pkg-config liburing-dev libsodium-dev libminiupnpc-dev libcriterion-dev
       libjansson-dev libssl-dev iproute2 python3 python3-nacl procps psmisc tshark
-      nftables python3-cryptography coturn)
+      nftables python3-cryptography coturn clang-14 libclang-rt-14-dev)
 bench=(iperf3 gnuplot-nox sockperf libenet-dev libuv1-dev linux-perf)
 case "${1:-base}" in
   base) want=("${base[@]}") ;;

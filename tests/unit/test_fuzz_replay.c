@@ -4,7 +4,8 @@
  * seeds and tests/fuzz/regress/<target>/ crashes found and fixed) through
  * the same harness libFuzzer runs (tests/fuzz/fuzz_<target>.c), compiled
  * here with gcc: a fixed bug that comes back fails `make test` (and
- * `make asan` sees any memory error), without clang or libFuzzer.
+ * `make asan` sees any memory error), without clang or libFuzzer. Each
+ * input ends at an inaccessible page, so over-reads fault in plain builds.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -12,8 +13,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "tests/fuzz/fuzz.h"
+
+/*
+ * n bytes ending right before an inaccessible page: reading past the input
+ * faults even without ASan, so an over-read fails plain `make test` too.
+ */
+struct guarded {
+	uint8_t *map;
+	size_t len;
+};
+
+static uint8_t *guarded_copy(struct guarded *g, const uint8_t *p, size_t n)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t data_pages = (n + page - 1) / page + 1;
+	g->len = (data_pages + 1) * page;
+	g->map = mmap(NULL, g->len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	cr_assert(g->map != MAP_FAILED);
+	cr_assert_eq(mprotect(g->map + data_pages * page, page, PROT_NONE), 0);
+	uint8_t *at = g->map + data_pages * page - n;
+	memcpy(at, p, n);
+	return at;
+}
 
 /* tests/fuzz, from this file's path (the tests run from the repository root) */
 static void fuzz_dir(char *out, size_t n, const char *sub, const char *target)
@@ -50,7 +75,10 @@ static unsigned replay_dir(const char *dir, fuzz_fn fn)
 		cr_assert(buf);
 		cr_assert_eq(fread(buf, 1, (size_t)size, f), (size_t)size, "%s", path);
 		fclose(f);
-		fn(buf, (size_t)size); /* aborts on a broken invariant; ASan (make asan) on bad memory */
+		/* aborts on a broken invariant; faults on an over-read (ASan sees the rest) */
+		struct guarded g;
+		fn(guarded_copy(&g, buf, (size_t)size), (size_t)size);
+		munmap(g.map, g.len);
 		free(buf);
 		n++;
 	}
