@@ -119,6 +119,21 @@ static void frames(struct conn *c, const uint8_t *p, const uint8_t *end, uint64_
 	}
 }
 
+/* Held segments: sorted, disjoint, above the in-order point, at most a window in all. */
+static void check_held(const struct conn *c)
+{
+	uint64_t sum = 0, prev_end = c->rb.next;
+	const struct rudp_seg *last = NULL;
+	for (const struct rudp_seg *s = c->rb.head; s; s = s->next) {
+		FUZZ_CHECK(s->len > 0 && s->off >= prev_end);
+		prev_end = s->off + s->len;
+		sum += s->len;
+		last = s;
+	}
+	FUZZ_CHECK(last == c->rb.tail);
+	FUZZ_CHECK(sum == c->rb.held && sum <= WINDOW);
+}
+
 static void send_some(struct conn *c, unsigned n, uint64_t now)
 {
 	for (unsigned i = 0; i < n; i++) {
@@ -164,6 +179,8 @@ void fuzz_rudp_recv(const uint8_t *data, size_t size)
 			send_some(&c, 2, now);
 		}
 		p += n;
+		if (!c.closed)
+			check_held(&c);
 		FUZZ_CHECK(c.rec.bytes_in_flight <= c.sent_bytes);
 		FUZZ_CHECK(c.rec.head_pn <= c.rec.next_pn);
 	}
