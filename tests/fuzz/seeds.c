@@ -340,10 +340,14 @@ static void seed_cache(void)
 	/* capacity 8 (selector 2): both slots, the second newer; then one slot torn */
 	uint8_t file[1 + 2 * (CACHE_HDR_LEN + 8 * CACHE_ENTRY_LEN)];
 	size_t slot = CACHE_HDR_LEN + 8 * CACHE_ENTRY_LEN;
+	memset(file, 0, sizeof(file)); /* unused entries: zero, as a node writes them */
 	file[0] = 2;
 	cache_encode_slot(file + 1, 8, 1, e, 2);
 	cache_encode_slot(file + 1 + slot, 8, 2, e, 3);
 	put("cache", "two-slots", file, sizeof(file));
+	file[0] = 0x82; /* the harness rewrites the checksums: mutations reach the entries */
+	put("cache", "two-slots-resealed", file, sizeof(file));
+	file[0] = 2;
 	file[1 + slot + 100] ^= 0xff;
 	put("cache", "second-slot-torn", file, sizeof(file));
 	file[0] = 0; /* opened with capacity 1: rewritten */
