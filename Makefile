@@ -7,6 +7,7 @@
 #   make bench-full the longer matrix (more seconds, repeats and message sizes)
 #   make lab        build/crust-wire, the impairment wire of the lab (tests/lab/)
 #   make docker-lab the Docker NAT topologies, built, run and torn down (mk/docker.mk)
+#   make fuzz       libFuzzer targets for every parser (mk/fuzz.mk; fuzz-smoke for CI)
 #   make install    PREFIX=/usr/local DESTDIR=
 # V=1 shows the commands; CI=true turns warnings into errors.
 
@@ -143,7 +144,8 @@ uninstall:
 	      $(DESTDIR)$(LIBDIR)/pkgconfig/crust.pc $(DESTDIR)$(BINDIR)/crust
 
 clean:
-	rm -rf build build-asan perf/out
+	rm -rf build build-asan build-fuzz perf/out
+
 
 # each topic's targets (stress, NAT, fuzzing, ...) in its own file
 include $(sort $(wildcard mk/*.mk))

@@ -342,7 +342,7 @@ static void timer_cb(struct eng_timer *t, void *ctx)
 		break;
 	case PUNCH_WAITING:
 		p->phase = PUNCH_PUNCHING;
-		/* fall through */
+		__attribute__((fallthrough)); /* a statement: clang ignores the comment form */
 	case PUNCH_PUNCHING:
 		if (now >= p->deadline_ms) {
 			emit = on_deadline(p, &ev);

@@ -56,10 +56,13 @@ static int parse_addr(const uint8_t *v, uint16_t alen, const uint8_t *xor_with,
 		      struct sockaddr_storage *out)
 {
 	memset(out, 0, sizeof(*out));
+	/* the length first: an empty attribute at the end of the datagram has no family or port */
+	if (alen < 4)
+		return -EBADMSG;
 	uint16_t port = get16(v + 2);
 	uint8_t ip[16];
 	size_t iplen = v[1] == 1 ? 4 : v[1] == 2 ? 16 : 0;
-	if (alen < 4 || !iplen || alen != 4 + iplen)
+	if (!iplen || alen != 4 + iplen)
 		return -EBADMSG;
 	memcpy(ip, v + 4, iplen);
 	if (xor_with) {

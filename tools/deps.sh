@@ -8,7 +8,8 @@
 set -euo pipefail
 base=(build-essential pkg-config liburing-dev libsodium-dev libminiupnpc-dev libnatpmp-dev
       libcriterion-dev libjansson-dev libssl-dev iproute2 python3 python3-nacl procps psmisc
-      tshark nftables python3-cryptography coturn miniupnpd-nftables miniupnpc natpmpc)
+      tshark nftables python3-cryptography coturn miniupnpd-nftables miniupnpc natpmpc
+      clang-14 libclang-rt-14-dev)
 bench=(iperf3 gnuplot-nox sockperf libenet-dev libuv1-dev linux-perf)
 docker=(docker.io docker-compose debootstrap)
 case "${1:-base}" in

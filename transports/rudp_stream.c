@@ -215,7 +215,9 @@ void rudp_recvbuf_free(struct rudp_recvbuf *r)
 	r->held = 0;
 }
 
-int rudp_recvbuf_hold(struct rudp_recvbuf *r, uint64_t off, const uint8_t *p, uint32_t len)
+/* A copy of len bytes at off (from p), linked in at *pp. */
+static int insert_piece(struct rudp_recvbuf *r, struct rudp_seg **pp, uint64_t off,
+			const uint8_t *p, uint32_t len)
 {
 	struct rudp_seg *s = malloc(sizeof(*s) + len);
 	if (!s)
@@ -223,22 +225,43 @@ int rudp_recvbuf_hold(struct rudp_recvbuf *r, uint64_t off, const uint8_t *p, ui
 	s->off = off;
 	s->len = len;
 	memcpy(s->data, p, len);
-	r->held += len;
-	/* arrivals are mostly in order: the tail is the usual place */
-	if (!r->tail || r->tail->off <= off) {
-		s->next = NULL;
-		if (r->tail)
-			r->tail->next = s;
-		else
-			r->head = s;
-		r->tail = s;
-		return 0;
-	}
-	struct rudp_seg **pp = &r->head;
-	while ((*pp)->off <= off)
-		pp = &(*pp)->next;
 	s->next = *pp;
 	*pp = s;
+	if (!s->next)
+		r->tail = s;
+	r->held += len;
+	return 0;
+}
+
+/*
+ * Only bytes no held segment has are stored, so segments stay disjoint and
+ * what is held never exceeds the flow control window: a peer that repeats
+ * data above a gap (or shifts it by a byte) in new packets cannot make us
+ * hold it again and again (before this, each copy was kept: unbounded
+ * memory, also from the publicly keyed Initial packets of a handshake).
+ */
+int rudp_recvbuf_hold(struct rudp_recvbuf *r, uint64_t off, const uint8_t *p, uint32_t len)
+{
+	uint64_t cur = off, end = off + len;
+	struct rudp_seg **pp = &r->head;
+	/* arrivals are mostly in order: past the tail is the usual place */
+	if (r->tail && r->tail->off + r->tail->len <= off)
+		pp = &r->tail->next;
+	for (; *pp && cur < end; pp = &(*pp)->next) {
+		struct rudp_seg *s = *pp;
+		if (s->off + s->len <= cur)
+			continue;
+		if (s->off > cur) {
+			uint64_t stop = s->off < end ? s->off : end;
+			int err = insert_piece(r, pp, cur, p + (cur - off), (uint32_t)(stop - cur));
+			if (err)
+				return err;
+			pp = &(*pp)->next; /* back at s */
+		}
+		cur = s->off + s->len;
+	}
+	if (cur < end)
+		return insert_piece(r, pp, cur, p + (cur - off), (uint32_t)(end - cur));
 	return 0;
 }
 

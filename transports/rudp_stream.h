@@ -8,8 +8,8 @@
  * Ranges reported lost go to a retransmit set and are sent again (in new
  * packets) before new bytes; parts acknowledged meanwhile are skipped.
  *
- * Receive side: a sorted list of copied segments above the in-order
- * point `next`.
+ * Receive side: a sorted list of disjoint copied segments above the
+ * in-order point `next` (each byte held once, so at most a window).
  */
 #ifndef CRUST_RUDP_STREAM_H
 #define CRUST_RUDP_STREAM_H
@@ -69,7 +69,7 @@ struct rudp_recvbuf {
 
 void rudp_recvbuf_init(struct rudp_recvbuf *r);
 void rudp_recvbuf_free(struct rudp_recvbuf *r);
-/* Keep a copy of bytes that arrived above the in-order point. 0 or -ENOMEM. */
+/* Keep a copy of the bytes (arrived above the in-order point) not held yet. 0 or -ENOMEM. */
 int rudp_recvbuf_hold(struct rudp_recvbuf *r, uint64_t off, const uint8_t *p, uint32_t len);
 /*
  * The held segment that continues the in-order point (removed from the

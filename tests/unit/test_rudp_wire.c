@@ -264,6 +264,37 @@ Test(rudp_stream, out_of_order_segments_wait_for_the_gap)
 	rudp_recvbuf_free(&r);
 }
 
+/* A peer repeating data above a gap (in new packets) must not grow what we hold. */
+Test(rudp_stream, repeated_or_shifted_data_above_a_gap_is_held_once)
+{
+	struct rudp_recvbuf r;
+	rudp_recvbuf_init(&r);
+	uint8_t data[64];
+	for (int i = 0; i < 64; i++)
+		data[i] = (uint8_t)i;
+	for (int i = 0; i < 1000; i++)
+		cr_assert(zero(int, rudp_recvbuf_hold(&r, 100, data, 32)));
+	for (int i = 0; i < 32; i++) /* each shifted by a byte: one new byte each */
+		cr_assert(zero(int, rudp_recvbuf_hold(&r, 100 + (uint64_t)i, data + i, 32)));
+	cr_assert(zero(int, rudp_recvbuf_hold(&r, 90, data, 64))); /* adds [90, 100) */
+	cr_assert(eq(u64, r.held, 73), "each byte of [90, 163) held once");
+	r.next = 90;
+	uint64_t at = 90;
+	uint32_t skip;
+	struct rudp_seg *s;
+	while ((s = rudp_recvbuf_pop(&r, &skip))) {
+		cr_assert(eq(u64, s->off, at));
+		for (uint32_t k = 0; k < s->len; k++) /* the first copy of every byte is kept */
+			cr_assert(eq(u8, s->data[k], data[s->off + k < 100 ? s->off + k - 90 : s->off + k - 100]));
+		at += s->len;
+		r.next = at;
+		free(s);
+	}
+	cr_assert(eq(u64, at, 163));
+	cr_assert(zero(u64, r.held));
+	rudp_recvbuf_free(&r);
+}
+
 Test(rudp_crypto, packets_open_only_with_their_number_header_and_key)
 {
 	uint8_t secret[32], other[32];
