@@ -6,6 +6,8 @@
 #                                        (default pairs: port-restricted:symmetric
 #                                        full:port-restricted)
 #   docker/lab.sh images                 only the images (engine left running)
+#   docker/lab.sh tarball                only the debootstrap base tarball (cached;
+#                                        no engine: CI makes it beside other work)
 #
 # NAT types: full, addr-restricted, port-restricted, symmetric,
 # symmetric-predictable. Environment: CRUST (the binary, default
@@ -90,16 +92,15 @@ engine() {
 	export DOCKER_HOST
 }
 
-base_image() {
-	local pkgs key tar tag
+# the debootstrap tree as a tarball, cached: sets TAR and BASE (its image tag)
+base_tarball() {
+	local pkgs key tar
 	pkgs=$(grep -v '^#' "$HERE/base-packages" | tr -s ' \n' ',' | sed 's/^,//; s/,$//')
 	key=$(printf '%s\n' "$pkgs" "$SUITE" "$MIRROR" "minbase" | sha256sum | cut -c1-16)
 	tar=$DIR/base-$key.tar
-	tag=crust-base:$key
-	BASE=$tag
-	if "$DOCKER" image inspect "$tag" >/dev/null 2>&1; then
-		return
-	fi
+	TAR=$tar
+	BASE=crust-base:$key
+	[ "${1:-}" = name-only ] && return
 	if [ ! -s "$tar" ]; then
 		local root=$DIR/rootfs.$$
 		say "debootstrap $SUITE ($pkgs) -> $tar"
@@ -117,8 +118,16 @@ base_image() {
 		# older package lists' bases and unfinished tarballs
 		find "$DIR" -maxdepth 1 -name 'base-*.tar*' ! -name "base-$key.tar" -delete
 	fi
-	say "docker import $tar -> $tag"
-	"$DOCKER" import "$tar" "$tag" >/dev/null
+}
+
+base_image() {
+	base_tarball name-only
+	if "$DOCKER" image inspect "$BASE" >/dev/null 2>&1; then
+		return
+	fi
+	base_tarball
+	say "docker import $TAR -> $BASE"
+	"$DOCKER" import "$TAR" "$BASE" >/dev/null
 }
 
 crust_image() {
@@ -137,6 +146,10 @@ crust_image() {
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case $cmd in
+tarball) # no engine needed: CI makes it while the other suites run
+	base_tarball
+	took "base tarball ready ($TAR)"
+	;;
 images)
 	engine
 	started_engine=0 # by hand: the engine stays for docker-compose
