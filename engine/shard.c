@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "compat.h"
+#include "fault.h"
 #include "stream.h"
 
 #define CQE_BATCH 256
@@ -56,7 +57,8 @@ void eng_log(const struct eng *e, int level, const char *fmt, ...)
 
 struct io_uring_sqe *eng_sqe(struct shard *sh, struct eng_op *op)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&sh->ring);
+	/* a fault (faults build) takes the SQ-full path below */
+	struct io_uring_sqe *sqe = crust_fault_hit(CRUST_FAULT_URING) ? NULL : io_uring_get_sqe(&sh->ring);
 	if (!sqe) {
 		/* SQ full: hand it to the kernel (SUBMIT_ALL takes every entry) */
 		io_uring_submit(&sh->ring);
