@@ -137,5 +137,6 @@ clean:
 	rm -rf build build-asan perf/out
 
 include mk/faults.mk
+include mk/coverage.mk
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/lab/wire.d

@@ -3,15 +3,18 @@
 #   tools/deps.sh base    build + test dependencies
 #   tools/deps.sh bench   benchmark peers (iperf3, sockperf, ENet, libuv), plotting, perf;
 #                         installs what it can and exits 1 naming what it could not
+#   tools/deps.sh quality coverage (lcov), valgrind: make coverage, make valgrind
 set -euo pipefail
 base=(build-essential pkg-config liburing-dev libsodium-dev libminiupnpc-dev libcriterion-dev
       libjansson-dev libssl-dev iproute2 python3 python3-nacl procps psmisc tshark
       nftables python3-cryptography coturn)
+quality=(lcov valgrind)
 bench=(iperf3 gnuplot-nox sockperf libenet-dev libuv1-dev linux-perf)
 case "${1:-base}" in
   base) want=("${base[@]}") ;;
   bench) want=("${base[@]}" "${bench[@]}") ;;
-  *) echo "usage: $0 base|bench" >&2; exit 2 ;;
+  quality) want=("${base[@]}" "${quality[@]}") ;;
+  *) echo "usage: $0 base|bench|quality" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${want[@]}"; do
