@@ -138,5 +138,6 @@ clean:
 
 include mk/faults.mk
 include mk/coverage.mk
+include mk/valgrind.mk
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/lab/wire.d

@@ -5,6 +5,7 @@
 #   BUILD=dir             build directory (default build)
 #   E2E_TIMEOUT=seconds   hard limit per test (default 120)
 #   E2E_FILTER=substring  run only the tests whose name contains it
+#   E2E_SKIP=substring    skip the tests whose name contains it
 #   PYTHON=interpreter    for the test_*.py (default: python3, or /usr/bin/python3
 #                         when python3 is another install that lacks PyNaCl)
 #
@@ -23,6 +24,7 @@ export CRUST
 export PYTHONDONTWRITEBYTECODE=1
 LIMIT=${E2E_TIMEOUT:-120}
 FILTER=${E2E_FILTER:-}
+SKIP=${E2E_SKIP:-}
 
 # the tests need PyNaCl (Debian python3-nacl, see tools/deps.sh): a python3
 # earlier in PATH (pyenv, a venv) may not see Debian's packages
@@ -54,6 +56,7 @@ for t in "$HERE"/test_*.py "$HERE"/test_*.sh; do
 	[ -e "$t" ] || continue
 	name=$(basename "$t")
 	case $name in *"$FILTER"*) ;; *) continue ;; esac
+	[ -n "$SKIP" ] && case $name in *"$SKIP"*) continue ;; esac
 	case $name in
 	*.py) cmd=("$PYTHON" "$t") ;;
 	*) cmd=(bash "$t") ;;
