@@ -219,7 +219,7 @@ static void loop_once(struct shard *sh, int64_t max_wait_ms)
 	int64_t wait = eng_timers_next(&sh->timers, sh->now_ms);
 	if (wait < 0 || (max_wait_ms >= 0 && wait > max_wait_ms))
 		wait = max_wait_ms;
-	wait = eng_vg_wait_ms(wait); /* engine/valgrind.h: only make valgrind changes it */
+	wait = eng_vg_wait_ms(&sh->ring, wait); /* engine/valgrind.h: only make valgrind changes it */
 	struct __kernel_timespec ts = { .tv_sec = wait / 1000, .tv_nsec = (wait % 1000) * 1000000 };
 	struct io_uring_cqe *cqe;
 	int ret = io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1, wait >= 0 ? &ts : NULL, NULL);
