@@ -63,12 +63,15 @@ faults-ci:
 	$(Q)$(MAKE) --no-print-directory faults-build FAULTS_TARGETS=$(FAULTS_BUILD)/fault_driver
 	$(call faults_run,$(FAULTS_CI_RUNS),$(FAULTS_CI_ROUNDS))
 
-# Criterion's summary line counts crashes apart from failures: any crash (a signal,
-# an ASan report, a timeout) fails this run; failed assertions are what faults cause
+# Criterion's summary line counts crashes apart from failures: any crash (a signal),
+# timeout, ASan or UBSan report fails this run (Criterion files some of those as
+# failures, so the log is searched too); failed assertions are what faults cause
 faults-unit: faults-build
 	$(Q)$(FAULTS_ENV) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 CRUST_FAULT_RATE=$${CRUST_FAULT_RATE:-0.01} \
-	  CRUST_FAULT_SEED=$${CRUST_FAULT_SEED:-7} $(FAULTS_BUILD)/unit_tests --jobs 2 --timeout 60 \
+	  CRUST_FAULT_SEED=$${CRUST_FAULT_SEED:-7} $(FAULTS_BUILD)/unit_tests --jobs 2 --timeout 240 \
 	  > $(FAULTS_BUILD)/unit.log 2>&1; \
 	  tail -1 $(FAULTS_BUILD)/unit.log; \
-	  grep -E 'CRASH|Timed out|exited with status|signal' $(FAULTS_BUILD)/unit.log | head -20; \
-	  grep -qE 'Crashing: 0' $(FAULTS_BUILD)/unit.log
+	  grep -E 'CRASH|Timed out|exited with status|signal|AddressSanitizer|runtime error' \
+	    $(FAULTS_BUILD)/unit.log | head -20; \
+	  grep -qE 'Crashing: 0' $(FAULTS_BUILD)/unit.log && \
+	  ! grep -qE 'Timed out|AddressSanitizer|runtime error' $(FAULTS_BUILD)/unit.log
