@@ -9,7 +9,9 @@
 
 VG_BUILD  := build-vg
 VG_FILTER ?= *
-VG_OPTS   := --tool=memcheck --trace-children=yes --leak-check=full --show-leak-kinds=definite,indirect \
+# system tools the lab tests run (ip, nft, ...) are not ours: not traced
+VG_OPTS   := --tool=memcheck --trace-children=yes --trace-children-skip='/usr/*,/bin/*,/sbin/*' \
+             --leak-check=full --show-leak-kinds=definite,indirect \
              --errors-for-leak-kinds=definite,indirect --track-origins=yes --num-callers=30 \
              --suppressions=$(CURDIR)/tests/valgrind.supp --log-file=$(CURDIR)/$(VG_BUILD)/logs/vg.%p.log
 
