@@ -1,4 +1,4 @@
-/* test_fileio.c - p2p/fileio.c and transports/rudp_cc.c's table on their error paths. */
+/* test_fileio.c - p2p/fileio.c on its error paths. */
 #define _GNU_SOURCE
 #include <criterion/criterion.h>
 #include <criterion/new/assert.h>
@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "p2p/fileio.h"
-#include "transports/rudp_cc.h"
 
 Test(fileio, writing_to_a_bad_descriptor_is_an_errno)
 {
@@ -70,13 +69,4 @@ Test(fileio, a_missing_directory_or_a_too_long_path_is_an_errno)
 	static char longp[PATH_MAX + 10];
 	memset(longp, 'a', sizeof(longp) - 1);
 	cr_assert(eq(int, fio_sync_dir(longp), -ENAMETOOLONG));
-}
-
-Test(rudp_cc, the_table_knows_bbr_cubic_and_nothing_else)
-{
-	cr_assert(eq(ptr, (void *)rudp_cc_find(NULL), (void *)&rudp_cc_bbr), "default");
-	cr_assert(eq(ptr, (void *)rudp_cc_find("bbr"), (void *)&rudp_cc_bbr));
-	cr_assert(eq(ptr, (void *)rudp_cc_find("cubic"), (void *)&rudp_cc_cubic));
-	cr_assert(eq(ptr, (void *)rudp_cc_find("reno"), NULL));
-	cr_assert(eq(ptr, (void *)rudp_cc_find(""), NULL));
 }

@@ -345,3 +345,12 @@ Test(rudp_cc, cubic_fills_a_clean_path_and_backs_off_under_loss, .timeout = 120)
 	struct sim_result lossy = simulate(&rudp_cc_cubic, 0.01);
 	cr_assert(lt(dbl, lossy.goodput_mbps, clean.goodput_mbps), "loss-based: it yields to loss");
 }
+
+Test(rudp_cc, the_table_knows_bbr_cubic_and_nothing_else)
+{
+	cr_assert(eq(ptr, (void *)rudp_cc_find(NULL), (void *)&rudp_cc_bbr), "default");
+	cr_assert(eq(ptr, (void *)rudp_cc_find("bbr"), (void *)&rudp_cc_bbr));
+	cr_assert(eq(ptr, (void *)rudp_cc_find("cubic"), (void *)&rudp_cc_cubic));
+	cr_assert(eq(ptr, (void *)rudp_cc_find("reno"), NULL));
+	cr_assert(eq(ptr, (void *)rudp_cc_find(""), NULL));
+}
