@@ -24,9 +24,11 @@ valgrind: deps
 	$(Q)rm -rf $(VG_BUILD)/logs && mkdir -p $(VG_BUILD)/logs
 	$(Q)valgrind $(VG_OPTS) $(VG_BUILD)/unit_tests --jobs 1 --timeout 600 --filter '$(VG_FILTER)' \
 		> $(VG_BUILD)/unit.log 2>&1; tail -1 $(VG_BUILD)/unit.log
-	$(Q)bad=$$(grep -L 'ERROR SUMMARY: 0 errors' $(VG_BUILD)/logs/vg.*.log); \
+	$(Q)bad=$$(grep -lE 'ERROR SUMMARY: [1-9]' $(VG_BUILD)/logs/vg.*.log); \
 	  n=$$(ls $(VG_BUILD)/logs | wc -l); \
+	  cut=$$(grep -L 'ERROR SUMMARY' $(VG_BUILD)/logs/vg.*.log | wc -l); \
 	  if [ -n "$$bad" ]; then echo "valgrind: errors in $$(echo $$bad | wc -w) of $$n processes:"; \
 	    for f in $$bad; do echo "== $$f"; grep -E '^==[0-9]+== (   (at|by)|[A-Z][a-z])' $$f | head -40; done; exit 1; fi; \
-	  echo "valgrind: $$n processes, 0 errors, no definitely or indirectly lost block"; \
+	  echo "valgrind: $$n processes, 0 errors, no definitely or indirectly lost block" \
+	    "($$cut ended without a summary: killed, e.g. by a test timeout)"; \
 	  grep -q 'Crashing: 0' $(VG_BUILD)/unit.log && grep -q 'Failing: 0' $(VG_BUILD)/unit.log
