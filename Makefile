@@ -153,4 +153,5 @@ clean:
 # each topic's targets (stress, NAT, fuzzing, ...) in its own file
 include $(sort $(wildcard mk/*.mk))
 
+
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(BUILD)/lab/wire.d

@@ -10,6 +10,7 @@
 
 #include "addr.h"
 #include "udp.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -57,7 +58,9 @@ uint16_t eng_bound_port(int fd)
 static void arm_accept(struct eng_listener *l)
 {
 	struct io_uring_sqe *sqe = eng_sqe(l->sh, &l->accept_op);
-	io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_CLOEXEC);
+	/* a fault (faults build): no socket, so the accept ends with -EBADF */
+	io_uring_prep_multishot_accept(sqe, crust_fault_hit(CRUST_FAULT_SOCK) ? -1 : l->fd, NULL,
+				       NULL, SOCK_CLOEXEC);
 	l->inflight++;
 }
 

@@ -22,6 +22,8 @@
 #include <unistd.h>
 
 #include "compat.h"
+#include "fault.h"
+#include "valgrind.h"
 #include "stream.h"
 #include "tsan.h"
 
@@ -60,7 +62,8 @@ void eng_log(const struct eng *e, int level, const char *fmt, ...)
 
 struct io_uring_sqe *eng_sqe(struct shard *sh, struct eng_op *op)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&sh->ring);
+	/* a fault (faults build) takes the SQ-full path below */
+	struct io_uring_sqe *sqe = crust_fault_hit(CRUST_FAULT_URING) ? NULL : io_uring_get_sqe(&sh->ring);
 	if (!sqe) {
 		/* SQ full: hand it to the kernel (SUBMIT_ALL takes every entry) */
 		io_uring_submit(&sh->ring);
@@ -232,6 +235,7 @@ static void loop_once(struct shard *sh, int64_t max_wait_ms)
 	if (wait < 0 || (max_wait_ms >= 0 && wait > max_wait_ms))
 		wait = max_wait_ms;
 	publish_gauges(sh); /* before a wait that may be long */
+	wait = eng_vg_wait_ms(&sh->ring, wait); /* engine/valgrind.h: only make valgrind changes it */
 	struct __kernel_timespec ts = { .tv_sec = wait / 1000, .tv_nsec = (wait % 1000) * 1000000 };
 	struct io_uring_cqe *cqe;
 	int ret = io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1, wait >= 0 ? &ts : NULL, NULL);

@@ -24,6 +24,7 @@
 
 #include "arena.h"
 #include "compat.h"
+#include "fault.h"
 
 static void recv_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe);
 static void send_cb(struct shard *sh, struct eng_op *op, const struct io_uring_cqe *cqe);
@@ -124,7 +125,8 @@ int eng_stream_connect_from(struct eng_stream *s, struct shard *sh, const struct
 	s->connect_ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
 	/* the link keeps both SQEs in one submission */
 	struct io_uring_sqe *sqe = eng_sqe(sh, &s->connect_op);
-	io_uring_prep_connect(sqe, fd, addr, len);
+	/* a fault (faults build): length 0, so the kernel fails the connect (-EINVAL) */
+	io_uring_prep_connect(sqe, fd, addr, crust_fault_hit(CRUST_FAULT_SOCK) ? 0 : len);
 	sqe->flags |= IOSQE_IO_LINK;
 	s->inflight++;
 	sqe = eng_sqe(sh, &s->timeout_op);

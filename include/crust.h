@@ -209,7 +209,9 @@ CRUST_API void crust_config_init(struct crust_config *cfg);
  * not exist (cfg untouched: "use the defaults"), or -EINVAL / -errno with
  * a message in why naming the key and line (unknown key, wrong type, out
  * of range) or the line and column (invalid JSON). Strings and contacts
- * live in memory owned by cfg until crust_config_release(cfg).
+ * live in memory owned by cfg until crust_config_release(cfg). On an
+ * error the keys before the bad one are applied already: release cfg then
+ * too (or keep using it, knowingly).
  */
 CRUST_API CRUST_MUST_CHECK int crust_config_load(struct crust_config *cfg, const char *path,
 						 char *why, size_t whylen);

@@ -360,6 +360,10 @@ static void on_closed(void *ctx, struct tp_conn *c, int err, const char *reason)
 	struct crust_service *svc = ctx;
 	struct p2p_conn *pc = c->user;
 	log_close(svc, c, err, reason);
+	/* on_accepted could not allocate its p2p_conn: nothing above the transport to undo
+	 * (found by fault injection: this dereferenced NULL) */
+	if (!pc)
+		return;
 	coord_conn_closed(pc);
 	rdv_conn_closed(pc);
 	if (!pc->ref && pc->punch_req) {

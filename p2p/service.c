@@ -94,10 +94,15 @@ static void engine_log(void *ctx, int level, const char *msg)
 static void on_shard_stop(struct shard *sh, void *ctx)
 {
 	struct crust_service *svc = ctx;
+	/* start_engine failed before the per-shard state existed: nothing ran here */
+	if (!svc->shards)
+		return;
 	beacon_stop_shard(svc, sh);
 	coord_stop_shard(svc, sh);
 	rdv_stop_shard(svc, sh);
-	svc->tcp->vt->stop_shard(svc->tcp, sh);
+	/* NULL when its creation failed in start_engine (found by fault injection) */
+	if (svc->tcp)
+		svc->tcp->vt->stop_shard(svc->tcp, sh);
 	conn_close_all(svc, sh);
 	dedupe_stop(svc, sh);
 	/* after the connections: their closes still go out on the UDP sockets */

@@ -32,6 +32,9 @@
 #define HAVE_ASAN 1
 #endif
 #endif
+#ifdef CRUST_VALGRIND
+#include <valgrind/valgrind.h>
+#endif
 #ifdef HAVE_ASAN
 /* from <sanitizer/allocator_interface.h>, which gcc does not install */
 size_t __sanitizer_get_current_allocated_bytes(void);
@@ -583,6 +586,11 @@ static size_t heap_in_use(void)
 Test(framing, reset_frees_a_partial_and_starts_clean)
 {
 	enum { LEN = 1 << 20 };
+#ifdef CRUST_VALGRIND
+	/* valgrind replaces malloc: mallinfo2 sees none of it (make test and make asan check this) */
+	if (RUNNING_ON_VALGRIND)
+		cr_skip_test("heap accounting does not work under valgrind");
+#endif
 	uint8_t *wire = calloc(1, FRAME_HDR_LEN + LEN);
 	cr_assert(not(eq(ptr, wire, NULL)));
 	put_be32(wire, LEN);

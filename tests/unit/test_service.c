@@ -531,6 +531,8 @@ static void *bulk_sender(void *arg)
 		backoff = 50;
 		if (ret != 0) {
 			d->send_err = ret;
+			/* the receiver would wait for the rest until its deadline (seen under faults) */
+			atomic_store(&bulk_abort, true);
 			break;
 		}
 		d->sent++;
