@@ -217,6 +217,8 @@ Test(config, an_unknown_port_mapping_method_is_refused_by_name, .timeout = 20)
 	struct crust_service *svc = NULL;
 	cr_assert(eq(int, crust_service_new(&cfg, &svc), -EINVAL));
 	cr_assert(strstr(logged, "port_mapping") && strstr(logged, "upnp2"), "%s", logged);
+}
+
 /* --- error paths the tests above leave out (make coverage showed them unrun) ------ */
 
 Test(config, a_nested_list_before_the_bad_key_is_skipped_with_its_lines)

@@ -24,14 +24,16 @@ Test(listener, a_family_the_kernel_lacks_is_an_errno)
 {
 	struct sockaddr_storage ss = v4("127.0.0.1", 0);
 	ss.ss_family = AF_APPLETALK + 200; /* no such family */
-	int fd = eng_bind_socket(SOCK_STREAM, (struct sockaddr *)&ss, sizeof(struct sockaddr_in), true);
+	int fd = eng_bind_socket(SOCK_STREAM, (struct sockaddr *)&ss, sizeof(struct sockaddr_in),
+				 ENG_BIND_REUSEPORT);
 	cr_assert(eq(int, fd, -EAFNOSUPPORT));
 }
 
 Test(listener, an_address_that_is_not_ours_cannot_be_bound)
 {
 	struct sockaddr_storage ss = v4("192.0.2.1", 0);
-	int fd = eng_bind_socket(SOCK_DGRAM, (struct sockaddr *)&ss, sizeof(struct sockaddr_in), true);
+	int fd = eng_bind_socket(SOCK_DGRAM, (struct sockaddr *)&ss, sizeof(struct sockaddr_in),
+				 ENG_BIND_REUSEPORT);
 	cr_assert(eq(int, fd, -EADDRNOTAVAIL));
 	bool fallback = true;
 	int fds[2];
@@ -47,10 +49,40 @@ Test(listener, a_bad_length_is_an_errno_and_leaks_no_descriptor)
 	int probe = open("/dev/null", O_RDONLY); /* the lowest free descriptor */
 	cr_assert(ge(int, probe, 0));
 	close(probe);
-	cr_assert(eq(int, eng_bind_socket(SOCK_STREAM, (struct sockaddr *)&ss, 3, false), -EINVAL));
+	cr_assert(eq(int, eng_bind_socket(SOCK_STREAM, (struct sockaddr *)&ss, 3, 0), -EINVAL));
 	int next = open("/dev/null", O_RDONLY);
 	cr_assert(eq(int, next, probe), "the failed socket was closed");
 	close(next);
+}
+
+Test(listener, a_udp_port_is_shared_only_when_asked)
+{
+	/* another process's beacon-like socket: SO_REUSEADDR on a UDP port */
+	struct sockaddr_storage ss = v4("127.0.0.1", 0);
+	socklen_t len = sizeof(struct sockaddr_in);
+	int shared = eng_bind_socket(SOCK_DGRAM, (struct sockaddr *)&ss, len, ENG_BIND_SHARED);
+	cr_assert(ge(int, shared, 0));
+	eng_addr_set_port(&ss, eng_bound_port(shared));
+	/* a plain or reuseport socket must not slip in beside it (both with SO_REUSEADDR, the
+	 * kernel would let it and split the port's datagrams) */
+	cr_assert(eq(int, eng_bind_socket(SOCK_DGRAM, (struct sockaddr *)&ss, len, 0), -EADDRINUSE));
+	int fds[2];
+	bool fallback = false;
+	cr_assert(zero(int, eng_bind_port_group(SOCK_DGRAM, &ss, len, 2, fds, &fallback)));
+	cr_assert(fallback, "the group went to another port");
+	cr_assert(not(eq(u16, eng_addr_port(&ss), eng_bound_port(shared))));
+	/* a group asked for port 0 gets a port nobody holds */
+	struct sockaddr_storage any = v4("127.0.0.1", 0);
+	int g[2];
+	cr_assert(zero(int, eng_bind_port_group(SOCK_DGRAM, &any, len, 2, g, &fallback)));
+	cr_assert(not(fallback));
+	cr_assert(not(eq(u16, eng_addr_port(&any), eng_bound_port(shared))));
+	cr_assert(eq(u16, eng_bound_port(g[0]), eng_bound_port(g[1])));
+	for (int i = 0; i < 2; i++) {
+		close(fds[i]);
+		close(g[i]);
+	}
+	close(shared);
 }
 
 Test(listener, a_taken_port_falls_back_to_a_random_one)
@@ -58,7 +90,7 @@ Test(listener, a_taken_port_falls_back_to_a_random_one)
 	struct sockaddr_storage ss = v4("127.0.0.1", 0);
 	socklen_t len = sizeof(struct sockaddr_in);
 	/* someone else holds the port, without SO_REUSEPORT */
-	int other = eng_bind_socket(SOCK_STREAM, (struct sockaddr *)&ss, len, false);
+	int other = eng_bind_socket(SOCK_STREAM, (struct sockaddr *)&ss, len, 0);
 	cr_assert(ge(int, other, 0));
 	uint16_t taken = eng_bound_port(other);
 	cr_assert(gt(u16, taken, 0));
@@ -153,7 +185,7 @@ Test(listener, an_accept_on_a_socket_that_does_not_listen_is_retried_until_close
 	cr_assert(zero(int, eng_new(&cfg, &t.e)));
 	struct sockaddr_storage ss = v4("127.0.0.1", 0);
 	/* a datagram socket: every accept ends with -EOPNOTSUPP */
-	t.fd = eng_bind_socket(SOCK_DGRAM, (struct sockaddr *)&ss, sizeof(struct sockaddr_in), false);
+	t.fd = eng_bind_socket(SOCK_DGRAM, (struct sockaddr *)&ss, sizeof(struct sockaddr_in), 0);
 	cr_assert(ge(int, t.fd, 0));
 	t.start.fn = start_fn;
 	eng_post(&t.e->shards[0], &t.start);
