@@ -8,6 +8,8 @@
 #   make lab        build/crust-wire, the impairment wire of the lab (tests/lab/)
 #   make docker-lab the Docker NAT topologies, built, run and torn down (mk/docker.mk)
 #   make fuzz       libFuzzer targets for every parser (mk/fuzz.mk; fuzz-smoke for CI)
+#   make tsan, soak, faults, coverage, valgrind: the other hardening runs (mk/*.mk,
+#                   docs/QUALITY.md); .ci/run shows which short versions CI runs
 #   make install    PREFIX=/usr/local DESTDIR=
 # V=1 shows the commands; CI=true turns warnings into errors.
 
