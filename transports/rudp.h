@@ -137,6 +137,7 @@ struct rudp_conn {
 	struct rudp_recovery rec;
 	unsigned probes_due;
 	bool ping_due;
+	bool announce_keys;             /* a short PING once long data is done (see rudp_conn_set_keys) */
 	/* receiving */
 	struct rudp_ranges rx_pns;
 	uint64_t largest_rx_pn;         /* UINT64_MAX: none */

@@ -206,6 +206,14 @@ int rudp_conn_set_keys(struct rudp_conn *c, const struct tp_packet_keys *k)
 	/* what the handshake queued so far still goes in long packets: the peer may lack keys */
 	pull_messages(c);
 	c->long_until = c->sb.end;
+	/*
+	 * A client sends long packets until it sees a short one, and long packets carry
+	 * nothing queued after the keys. When the server is the side that got its keys
+	 * first (a birthday punch dials from the symmetric side, whatever the handshake
+	 * roles), it may have nothing more to send: a PING in a short packet, resent until
+	 * acknowledged, tells the client it may switch.
+	 */
+	c->announce_keys = true;
 	if (c->counted_pending) {
 		c->rs->pending_hs--;
 		c->counted_pending = false;
@@ -637,6 +645,10 @@ static bool plan_packet(struct rudp_conn *c, uint64_t now, struct pkt_plan *pl)
 		return room_for(c, pl->size, true, now);
 	}
 	pl->lng = use_long(c);
+	if (c->announce_keys && !pl->lng) {
+		c->announce_keys = false;
+		c->ping_due = true;
+	}
 	if (!pl->lng && !c->probing && c->peer_short_seen && c->probe_lo < c->probe_hi &&
 	    now >= c->next_probe_us && c->rec.bytes_in_flight + c->probe_hi <= c->cc.cwnd) {
 		pl->mtu_probe = true;
