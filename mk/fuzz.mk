@@ -67,7 +67,7 @@ define fuzz_run
 		$(wildcard tests/fuzz/regress/$(1)) > $(FUZZ_BUILD)/fuzz-$(1).log 2>&1 \
 		|| { tail -n 60 $(FUZZ_BUILD)/fuzz-$(1).log; echo "fuzz $(1): FAILED (log $(FUZZ_BUILD)/fuzz-$(1).log)" >&2; exit 1; }
 	@grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)|^#[0-9]+.*DONE' \
-		$(FUZZ_BUILD)/fuzz-$(1).log | tr '\n' ' ' | sed 's/^/          /'; echo
+		$(FUZZ_BUILD)/fuzz-$(1).log | tr '\n' ' ' | sed 's/^/          $(1): /'; echo
 endef
 
 $(FUZZ_NAMES:%=fuzz-%): fuzz-%: fuzz-build
