@@ -73,7 +73,7 @@ static void check_hdr(const uint8_t *p, size_t n, const struct rudp_hdr *h, cons
 {
 	FUZZ_CHECK(pl == p + h->hdr_len && h->hdr_len + RUDP_TAG_LEN <= n);
 	FUZZ_CHECK(h->token_len <= RUDP_MAX_TOKEN);
-	uint8_t buf[128];
+	uint8_t buf[128] = { 0 }; /* gcc -O0 -Werror (coverage) wants it set */
 	struct rudp_hdr w = *h, back;
 	uint8_t *end = rudp_write_hdr(buf, buf + sizeof(buf) - RUDP_TAG_LEN, &w);
 	FUZZ_CHECK(end);
