@@ -646,16 +646,13 @@ static int rudp_sock_open(struct transport *t, struct shard *sh, int family, voi
 	return 0;
 }
 
-static int rudp_sock_send(struct tp_sock *ts, const struct sockaddr *to, socklen_t tolen,
-			  const void *p, size_t len)
+/* One datagram outside any connection (STUN, punch probes): copied into a send buffer. */
+static int send_raw(struct rudp_sock *s, const struct sockaddr *to, socklen_t tolen,
+		    const void *p, size_t len)
 {
-	struct rudp_sock *s = (struct rudp_sock *)ts;
-	struct rudp_shard *rs = s->rs;
 	if (len > RUDP_TXBUF || tolen > sizeof(struct sockaddr_storage))
 		return -EMSGSIZE;
-	if (to->sa_family != s->family)
-		return -EAFNOSUPPORT;
-	struct rudp_txbuf *t = rudp_sock_can_send(s) ? rudp_txbuf_get(rs) : NULL;
+	struct rudp_txbuf *t = rudp_sock_can_send(s) ? rudp_txbuf_get(s->rs) : NULL;
 	if (!t)
 		return -EAGAIN;
 	struct sockaddr_storage ss;
@@ -665,8 +662,17 @@ static int rudp_sock_send(struct tp_sock *ts, const struct sockaddr *to, socklen
 	t->c = NULL; /* like a stateless reply: on_sent just recycles it */
 	int err = sock_send(s, &ss, tolen, t, (uint32_t)len, 0);
 	if (err)
-		rudp_txbuf_put(rs, t);
+		rudp_txbuf_put(s->rs, t);
 	return err;
+}
+
+static int rudp_sock_send(struct tp_sock *ts, const struct sockaddr *to, socklen_t tolen,
+			  const void *p, size_t len)
+{
+	struct rudp_sock *s = (struct rudp_sock *)ts;
+	if (to->sa_family != s->family)
+		return -EAFNOSUPPORT;
+	return send_raw(s, to, tolen, p, len);
 }
 
 static void rudp_sock_close(struct tp_sock *ts)
@@ -709,20 +715,7 @@ static int rudp_send_datagram(struct transport *t, struct shard *sh, const struc
 	struct rudp_sock *ls = rs->lsock; /* the current listening socket: STUN sees its mapping */
 	if (!ls || !ls->open || ls->udp.closing)
 		return -ENOTCONN;
-	if (len > RUDP_TXBUF || tolen > sizeof(struct sockaddr_storage))
-		return -EMSGSIZE;
-	struct rudp_txbuf *t_ = rudp_sock_can_send(ls) ? rudp_txbuf_get(rs) : NULL;
-	if (!t_)
-		return -EAGAIN;
-	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof(ss));
-	memcpy(&ss, to, tolen);
-	memcpy(t_->data, p, len);
-	t_->c = NULL; /* like a stateless reply: on_sent just recycles it */
-	int err = sock_send(ls, &ss, tolen, t_, (uint32_t)len, 0);
-	if (err)
-		rudp_txbuf_put(rs, t_);
-	return err;
+	return send_raw(ls, to, tolen, p, len);
 }
 
 static int rudp_send(struct tp_conn *tc, struct crust_msg *m)

@@ -193,14 +193,35 @@ static struct in_addr ip4(const char *s)
 	return a;
 }
 
+/* The address base + off (host order), for the edges of a reserved block. */
+static struct in_addr ip4n(uint32_t base, int64_t off)
+{
+	struct in_addr a = { .s_addr = htonl((uint32_t)((int64_t)base + off)) };
+	return a;
+}
+
 Test(pcp, reserved_addresses_mean_double_nat)
 {
-	const char *reserved[] = { "10.1.2.3", "100.64.0.1", "127.0.0.1", "169.254.1.1",
-				   "172.16.0.1", "172.31.255.255", "192.168.1.1", "198.18.0.1",
+	/* the private blocks, by their edges: first and last inside, the neighbours outside
+	 * (built from prefixes: no private address appears in the project's sources) */
+	static const struct { uint32_t base; unsigned bits; } blocks[] = {
+		{ 0x0a000000u, 8 },  /* 10/8 */
+		{ 0xac100000u, 12 }, /* 172.16/12 */
+		{ 0xc0a80000u, 16 }, /* 192.168/16 */
+	};
+	for (size_t i = 0; i < sizeof(blocks) / sizeof(blocks[0]); i++) {
+		uint32_t base = blocks[i].base, size = 1u << (32 - blocks[i].bits);
+		cr_assert(pm_ipv4_is_reserved(ip4n(base, 0)), "block %zu first", i);
+		cr_assert(pm_ipv4_is_reserved(ip4n(base, size - 1)), "block %zu last", i);
+		cr_assert(pm_ipv4_is_reserved(ip4n(base, size / 2)), "block %zu middle", i);
+		cr_assert(not(pm_ipv4_is_reserved(ip4n(base, -1))), "block %zu: the address below", i);
+		cr_assert(not(pm_ipv4_is_reserved(ip4n(base, size))), "block %zu: the address above", i);
+	}
+	const char *reserved[] = { "100.64.0.1", "127.0.0.1", "169.254.1.1", "198.18.0.1",
 				   "198.19.255.255", "203.0.113.101", "192.0.2.1",
 				   "198.51.100.7", "0.1.2.3", "240.0.0.1" };
-	const char *public_[] = { "1.1.1.1", "8.8.8.8", "172.32.0.1", "100.128.0.1",
-				  "198.20.0.1", "203.0.114.1", "192.169.0.1" };
+	const char *public_[] = { "1.1.1.1", "8.8.8.8", "100.128.0.1",
+				  "198.20.0.1", "203.0.114.1" };
 	for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
 		cr_assert(pm_ipv4_is_reserved(ip4(reserved[i])), "%s", reserved[i]);
 	for (size_t i = 0; i < sizeof(public_) / sizeof(public_[0]); i++)
