@@ -10,7 +10,7 @@
 #   DOCKER_LAB_DIR       the base image cache and the engine's data root (default
 #                        build/docker; a directory outside the tree keeps them across
 #                        clean clones: the first run's debootstrap is most of its time)
-DOCKER_LAB_PAIRS ?= port-restricted:symmetric full:port-restricted
+DOCKER_LAB_PAIRS ?= port-restricted:symmetric full:port-restricted symmetric-predictable:port-restricted
 DOCKER_LAB_DIR   ?= $(CURDIR)/$(BUILD)/docker
 
 .PHONY: docker-lab docker-images

@@ -754,6 +754,43 @@ static void bday_probe(struct rendezvous *r, struct bday_sock *bs,
 		bday_win(p, bs, from, pp->flags);
 }
 
+/*
+ * Under lock, any shard: what a probe of the peer tells about the path it
+ * came by, which decides the method both ends name (via_for). Learnt on the
+ * shard that read it, before that shard can read the Initial sent after it
+ * from the same socket and claim the connection; the rest of the probe's
+ * work waits for shard 0.
+ */
+static struct punch *probe_learn(struct rendezvous *r, const struct sockaddr_storage *from,
+				 const struct punch_probe *pp)
+{
+	struct punch *p = by_token(r, pp->token);
+	/* the token came to both of us inside our coordinator sessions: the probe is the peer's */
+	if (!p || !crust_peer_eq(&pp->from, &p->peer))
+		return NULL;
+	if (pp->flags & PUNCH_PROBE_BIRTHDAY) {
+		/* from the peer's extra socket: it dials over that, we never do */
+		p->bday_seen = *from;
+		p->bday_seen_ok = true;
+	}
+	/* both ends must name the method alike: the one that guessed, and the one
+	 * whose port was guessed (told by the flag) */
+	if (is_predicted(p, from) || (pp->flags & PUNCH_PROBE_PREDICTED))
+		p->predicted = true;
+	return p;
+}
+
+void punch_probe_seen(struct rendezvous *r, const struct sockaddr_storage *from,
+		      const uint8_t *b, uint32_t len)
+{
+	struct punch_probe pp;
+	if (!punch_probe_decode(b, len, &pp) || r->svc->cfg.no_udp_punch)
+		return;
+	pthread_mutex_lock(&r->lock);
+	probe_learn(r, from, &pp);
+	pthread_mutex_unlock(&r->lock);
+}
+
 void punch_probe(struct rendezvous *r, const struct sockaddr_storage *from, const uint8_t *b,
 		 uint32_t len, void *sock_user)
 {
@@ -766,24 +803,14 @@ void punch_probe(struct rendezvous *r, const struct sockaddr_storage *from, cons
 		pthread_mutex_unlock(&r->lock);
 		return;
 	}
-	struct punch *p = by_token(r, pp.token);
-	/* the token came to both of us inside our coordinator sessions: the probe is the peer's */
-	if (p && crust_peer_eq(&pp.from, &p->peer)) {
-		if (pp.flags & PUNCH_PROBE_BIRTHDAY) {
-			/* from the peer's extra socket: it dials over that, we never do */
-			p->bday_seen = *from;
-			p->bday_seen_ok = true;
-		}
+	struct punch *p = probe_learn(r, from, &pp);
+	if (p) {
 		if (!p->udp_seen_ok || !same_ip(&p->udp_seen, from) ||
 		    eng_addr_port(&p->udp_seen) != eng_addr_port(from)) {
 			p->udp_seen = *from; /* the source actually seen (peer-reflexive) */
 			p->udp_seen_ok = true;
 			p->udp_dialed = false;
 		}
-		/* both ends must name the method alike: the one that guessed, and the one
-		 * whose port was guessed (told by the flag) */
-		if (is_predicted(p, from) || (pp.flags & PUNCH_PROBE_PREDICTED))
-			p->predicted = true;
 		if (!(pp.flags & PUNCH_PROBE_ANSWER))
 			send_probe(p, from, (uint8_t)(PUNCH_PROBE_ANSWER |
 						      (p->predicted ? PUNCH_PROBE_PREDICTED : 0)));

@@ -419,10 +419,13 @@ void rdv_datagram(struct crust_service *svc, struct shard *sh,
 	dm->from = *from;
 	dm->len = len;
 	memcpy(dm->data, p, len);
-	if (sh == r->sh)
+	if (sh == r->sh) {
 		dgram_on_shard0(sh, &dm->m);
-	else
-		eng_post(r->sh, &dm->m);
+		return;
+	}
+	if (!stun_is_message(p, len))
+		punch_probe_seen(r, from, p, len);
+	eng_post(r->sh, &dm->m);
 }
 
 /* --- listeners moved ------------------------------------------------------------ */

@@ -119,6 +119,13 @@ void punch_attempt_failed(struct p2p_conn *pc);
  */
 void punch_probe(struct rendezvous *r, const struct sockaddr_storage *from, const uint8_t *p,
 		 uint32_t len, void *sock_user);
+/*
+ * Any shard but 0, as a datagram that is not STUN is read (before it is
+ * mailed to shard 0 for punch_probe): learn at once what a punch probe says
+ * of the method, so a connection the same socket brings next names it.
+ */
+void punch_probe_seen(struct rendezvous *r, const struct sockaddr_storage *from,
+		      const uint8_t *p, uint32_t len);
 /* Shard 0, at stop: cancel the punches' timers; free them. */
 void punch_stop(struct rendezvous *r);
 void punch_free_all(struct rendezvous *r);
