@@ -58,7 +58,12 @@ static void teardown(void)
 		nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-TestSuite(identity, .init = setup, .fini = teardown, .timeout = 20);
+#ifdef CRUST_VALGRIND
+#define SUITE_TIMEOUT 400 /* make valgrind: 200 racing processes, each ~50x slower */
+#else
+#define SUITE_TIMEOUT 20
+#endif
+TestSuite(identity, .init = setup, .fini = teardown, .timeout = SUITE_TIMEOUT);
 
 /* ---- helpers ---- */
 
