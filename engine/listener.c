@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -214,4 +215,50 @@ int eng_bind_port_group(int type, struct sockaddr_storage *ss, socklen_t len, un
 		err = bind_random(type, ss, len, n, fds);
 	}
 	return err;
+}
+
+struct take_mail {
+	struct eng_mail m;
+	eng_take_listener_fn take;
+	void *ctx;
+	int fd, family;
+};
+
+static void take_on_shard(struct shard *sh, struct eng_mail *m)
+{
+	struct take_mail *tm = (struct take_mail *)m;
+	tm->take(sh, tm->fd, tm->family, tm->ctx);
+	free(tm);
+}
+
+int eng_listen_group(struct eng *eng, int type, const struct sockaddr *addr, socklen_t len,
+		     uint16_t *port, bool *fallback, eng_take_listener_fn take, void *ctx)
+{
+	struct sockaddr_storage ss;
+	bool fell_back;
+	if (len > sizeof(ss))
+		return -EINVAL;
+	memset(&ss, 0, sizeof(ss));
+	memcpy(&ss, addr, len);
+	int fds[eng->nshards];
+	int err = eng_bind_port_group(type, &ss, len, eng->nshards, fds, &fell_back);
+	if (err)
+		return err;
+	*port = eng_addr_port(&ss);
+	if (fallback)
+		*fallback = fell_back;
+	for (unsigned i = 0; i < eng->nshards; i++) {
+		struct take_mail *tm = calloc(1, sizeof(*tm));
+		if (!tm) {
+			close(fds[i]); /* that shard keeps the listener it had, if any */
+			continue;
+		}
+		tm->m.fn = take_on_shard;
+		tm->take = take;
+		tm->ctx = ctx;
+		tm->fd = fds[i];
+		tm->family = ss.ss_family;
+		eng_post(&eng->shards[i], &tm->m);
+	}
+	return 0;
 }

@@ -50,6 +50,20 @@ int eng_bind_socket(int type, const struct sockaddr *addr, socklen_t len, unsign
  */
 int eng_bind_port_group(int type, struct sockaddr_storage *ss, socklen_t len, unsigned n,
 			int *fds, bool *fallback);
+/*
+ * On shard sh, which owns fd from now on: take it as the shard's listening
+ * socket of a group (closing or retiring the one it had, on a re-bind).
+ */
+typedef void (*eng_take_listener_fn)(struct shard *sh, int fd, int family, void *ctx);
+/*
+ * Listen on addr from every shard of eng: bind a port group
+ * (eng_bind_port_group; *fallback may be NULL) and hand each shard its
+ * socket by mail, take(sh, fd, family, ctx) running there. Serves a
+ * transport's first listen and its re-binds alike. *port: the port bound.
+ * Any thread. Returns 0 or -errno (then nothing was bound).
+ */
+int eng_listen_group(struct eng *eng, int type, const struct sockaddr *addr, socklen_t len,
+		     uint16_t *port, bool *fallback, eng_take_listener_fn take, void *ctx);
 /* The port a socket is bound to, or 0. */
 uint16_t eng_bound_port(int fd);
 

@@ -460,51 +460,26 @@ static int open_sock(struct rudp_shard *rs, struct rudp_sock *s, int fd, int fam
 
 /* ---- the vtable ---- */
 
-struct listen_mail {
-	struct eng_mail m;
-	struct rudp_shard *rs;
-	int fd;
-	int family;
-};
-
 /* The shard takes fd as its listening socket; the one it had (a re-bind) is retired. */
-static void start_listener(struct shard *sh, struct eng_mail *m)
+static void start_listener(struct shard *sh, int fd, int family, void *ctx)
 {
-	struct listen_mail *lm = (struct listen_mail *)m;
-	struct rudp_shard *rs = lm->rs;
+	struct rudp_transport *rt = ctx;
+	struct rudp_shard *rs = &rt->shards[sh->id];
 	struct rudp_sock *s = NULL;
 	if (!atomic_load(&sh->stop) && !rs->stopping)
 		s = calloc(1, sizeof(*s));
 	if (!s) {
-		close(lm->fd);
-		goto out;
+		close(fd);
+		return;
 	}
 	s->listener = true;
-	if (open_sock(rs, s, lm->fd, lm->family, ENG_UDP_SLOTS) < 0) {
+	if (open_sock(rs, s, fd, family, ENG_UDP_SLOTS) < 0) {
 		free(s);
-		goto out;
+		return;
 	}
 	if (rs->lsock)
 		retire_sock(rs, rs->lsock);
 	rs->lsock = s;
-out:
-	free(lm);
-}
-
-static void post_listeners(struct rudp_transport *rt, const int *fds, int family)
-{
-	for (unsigned i = 0; i < rt->base.eng->nshards; i++) {
-		struct listen_mail *lm = calloc(1, sizeof(*lm));
-		if (!lm) {
-			close(fds[i]);
-			continue;
-		}
-		lm->m.fn = start_listener;
-		lm->rs = &rt->shards[i];
-		lm->fd = fds[i];
-		lm->family = family;
-		eng_post(&rt->base.eng->shards[i], &lm->m);
-	}
 }
 
 static int rudp_listen(struct transport *t, const struct sockaddr *addr, socklen_t len,
@@ -513,17 +488,10 @@ static int rudp_listen(struct transport *t, const struct sockaddr *addr, socklen
 	struct rudp_transport *rt = (struct rudp_transport *)t;
 	if (rt->bound)
 		return -EALREADY;
-	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof(ss));
-	memcpy(&ss, addr, len);
-	int fds[t->eng->nshards];
-	int err = eng_bind_port_group(SOCK_DGRAM, &ss, len, t->eng->nshards, fds, fallback);
-	if (err)
-		return err;
-	*port = eng_addr_port(&ss);
-	rt->bound = true;
-	post_listeners(rt, fds, ss.ss_family);
-	return 0;
+	int err = eng_listen_group(t->eng, SOCK_DGRAM, addr, len, port, fallback, start_listener,
+				   rt);
+	rt->bound = err == 0;
+	return err;
 }
 
 /*
@@ -537,17 +505,7 @@ static int rudp_rebind(struct transport *t, const struct sockaddr *addr, socklen
 	struct rudp_transport *rt = (struct rudp_transport *)t;
 	if (!rt->bound)
 		return -ENOTCONN;
-	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof(ss));
-	memcpy(&ss, addr, len);
-	int fds[t->eng->nshards];
-	bool fallback;
-	int err = eng_bind_port_group(SOCK_DGRAM, &ss, len, t->eng->nshards, fds, &fallback);
-	if (err)
-		return err;
-	*port = eng_addr_port(&ss);
-	post_listeners(rt, fds, ss.ss_family);
-	return 0;
+	return eng_listen_group(t->eng, SOCK_DGRAM, addr, len, port, NULL, start_listener, rt);
 }
 
 /* A socket on a random port of family's wildcard address. */

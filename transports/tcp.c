@@ -34,12 +34,6 @@ struct tcp_conn {
 	bool connect_failed;
 };
 
-struct listen_mail {
-	struct eng_mail m;
-	struct tcp_transport *tt;
-	int fd;
-};
-
 static const struct eng_stream_ops stream_ops;
 
 static struct tcp_conn *conn_new(struct transport *t, struct shard *sh)
@@ -229,67 +223,39 @@ static void free_listener(struct eng_listener *l)
 	free(l);
 }
 
-static void start_listener(struct shard *sh, struct eng_mail *m)
+/* The shard takes fd as its listening socket; the one it had (a re-bind) stops accepting. */
+static void start_listener(struct shard *sh, int fd, int family, void *ctx)
 {
-	struct listen_mail *lm = (struct listen_mail *)m;
-	struct tcp_transport *tt = lm->tt;
+	(void)family;
+	struct tcp_transport *tt = ctx;
 	if (atomic_load(&sh->stop)) {
 		/* the stop hook may have run already: it would never close this one */
-		close(lm->fd);
-		free(lm);
+		close(fd);
 		return;
 	}
 	struct eng_listener *l = calloc(1, sizeof(*l));
 	if (!l) {
-		close(lm->fd);
-		free(lm);
+		close(fd);
 		return;
 	}
 	/* a re-bind: the old listener stops accepting; its connections are not its */
 	if (tt->listening[sh->id])
 		eng_listener_close(tt->listeners[sh->id]);
-	eng_listener_start(l, sh, lm->fd, on_accept, free_listener, tt);
+	eng_listener_start(l, sh, fd, on_accept, free_listener, tt);
 	tt->listeners[sh->id] = l;
 	tt->listening[sh->id] = true;
-	free(lm);
 }
-
-static void post_listeners(struct tcp_transport *tt, const int *fds);
 
 static int tcp_listen(struct transport *t, const struct sockaddr *addr, socklen_t len,
 		      uint16_t *port, bool *fallback)
 {
 	struct tcp_transport *tt = (struct tcp_transport *)t;
-	unsigned n = t->eng->nshards;
 	if (tt->bound)
 		return -EALREADY;
-	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof(ss));
-	memcpy(&ss, addr, len);
-	int fds[n];
-	int err = eng_bind_port_group(SOCK_STREAM, &ss, len, n, fds, fallback);
-	if (err)
-		return err;
-	*port = eng_addr_port(&ss);
-	tt->bound = true;
-	post_listeners(tt, fds);
-	return 0;
-}
-
-/* Each shard starts accepting on its fd (closing the listener it had). */
-static void post_listeners(struct tcp_transport *tt, const int *fds)
-{
-	for (unsigned i = 0; i < tt->base.eng->nshards; i++) {
-		struct listen_mail *lm = calloc(1, sizeof(*lm));
-		if (!lm) {
-			close(fds[i]);
-			continue;
-		}
-		lm->m.fn = start_listener;
-		lm->tt = tt;
-		lm->fd = fds[i];
-		eng_post(&tt->base.eng->shards[i], &lm->m);
-	}
+	int err = eng_listen_group(t->eng, SOCK_STREAM, addr, len, port, fallback, start_listener,
+				   tt);
+	tt->bound = err == 0;
+	return err;
 }
 
 /*
@@ -303,17 +269,7 @@ static int tcp_rebind(struct transport *t, const struct sockaddr *addr, socklen_
 	struct tcp_transport *tt = (struct tcp_transport *)t;
 	if (!tt->bound)
 		return -ENOTCONN;
-	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof(ss));
-	memcpy(&ss, addr, len);
-	int fds[t->eng->nshards];
-	bool fallback;
-	int err = eng_bind_port_group(SOCK_STREAM, &ss, len, t->eng->nshards, fds, &fallback);
-	if (err)
-		return err;
-	*port = eng_addr_port(&ss);
-	post_listeners(tt, fds);
-	return 0;
+	return eng_listen_group(t->eng, SOCK_STREAM, addr, len, port, NULL, start_listener, tt);
 }
 
 static void tcp_stop_shard(struct transport *t, struct shard *sh)
