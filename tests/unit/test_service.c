@@ -497,7 +497,8 @@ struct bulk_dir {
 	/* receiver's results */
 	uint64_t received, bad_len, bad_data, bad_peer, first_bad;
 	uint64_t other_events;
-	int last_other_type;
+	int last_other_type, last_other_error;
+	char last_other_reason[CRUST_REASON_LEN];
 	int poll_err;
 	bool timed_out;
 };
@@ -591,6 +592,8 @@ static void *bulk_receiver(void *arg)
 			} else {
 				d->other_events++;
 				d->last_other_type = (int)evs[k].type;
+				d->last_other_error = evs[k].error;
+				memcpy(d->last_other_reason, evs[k].reason, sizeof(evs[k].reason));
 			}
 			crust_msg_release(evs[k].msg);
 		}
@@ -598,6 +601,18 @@ static void *bulk_receiver(void *arg)
 	if (d->received != BULK_N || d->other_events)
 		atomic_store(&bulk_abort, true); /* let the senders stop */
 	return NULL;
+}
+
+/* Both directions are logged before either is judged: one's failure stops the other (bulk_abort). */
+static void bulk_log(const char *name, const struct bulk_dir *d)
+{
+	cr_log_info("%s: sent %llu, received %llu, ENOBUFS %llu, send %d, poll %d, timed out %d, "
+		    "%llu other events (last %s, error %d, \"%s\")",
+		    name, (unsigned long long)d->sent, (unsigned long long)d->received,
+		    (unsigned long long)d->enobufs, d->send_err, d->poll_err, d->timed_out,
+		    (unsigned long long)d->other_events,
+		    d->other_events ? crust_event_name((enum crust_event_type)d->last_other_type) : "-",
+		    d->last_other_error, d->last_other_reason);
 }
 
 static void bulk_report(const char *name, const struct bulk_dir *d)
@@ -650,6 +665,8 @@ ParameterizedTest(enum crust_transport *transport, service,
 	for (int i = 0; i < 4; i++)
 		pthread_join(t[i], NULL);
 
+	bulk_log("a->b", &ab);
+	bulk_log("b->a", &ba);
 	bulk_report("a->b", &ab);
 	bulk_report("b->a", &ba);
 	struct crust_stats sa, sb;
