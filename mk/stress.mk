@@ -5,6 +5,8 @@
 #   make tsan-short    the same for CI, STRESS_SECONDS=3
 #   make soak          churn soak under ASan (build-asan/): SOAK_SECONDS, default 180
 #   make soak-short    the same for CI, SOAK_SECONDS=40
+#   make p2p-asan      tests/stress/stress_p2p.c under ASan+UBSan with leak checks
+#                      (build-asan/), STRESS_SECONDS as for tsan (default 6)
 STRESS_SRC  := $(wildcard tests/stress/stress_*.c)
 TSAN_BUILD  := build-tsan
 TSAN_SAN    := -fsanitize=thread
@@ -61,6 +63,22 @@ soak: deps soak-build
 
 soak-short: deps soak-build
 	$(Q)$(ASAN_ENV) SOAK_SECONDS=40 CRUST=$(ASAN_BUILD)/crust $(SOAK_BIN)
+
+# --- the p2p stress program under ASan: leaks and memory errors on the same paths
+P2P_ASAN_BIN := $(ASAN_BUILD)/stress/stress_p2p
+.PHONY: p2p-asan p2p-asan-lib
+p2p-asan-lib:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) OPT="$(ASAN_OPT)" SAN="$(ASAN_SAN)" \
+		$(ASAN_BUILD)/libcrust.a
+
+$(P2P_ASAN_BIN): tests/stress/stress_p2p.c tests/stress/stress.h p2p-asan-lib
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC/LD   $@")
+	$(Q)$(CC) -std=gnu11 $(ASAN_OPT) $(ASAN_SAN) $(WARN) -Iinclude -I. -o $@ $< \
+		$(ASAN_BUILD)/libcrust.a $(LIBS)
+
+p2p-asan: deps $(P2P_ASAN_BIN)
+	$(Q)$(ASAN_ENV) STRESS_SECONDS=$(STRESS_SECONDS) $(P2P_ASAN_BIN)
 
 clean: clean-stress
 .PHONY: clean-stress

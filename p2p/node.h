@@ -156,11 +156,16 @@ struct crust_service {
 	pthread_mutex_t poll_lock;
 	/* bootstrap, cache, peer exchange (bootstrap.c) */
 	struct boot *boot;
-	/* NAT traversal: the coordinator role (coordinator.c) or the node side (rendezvous.c) */
-	struct coordinator *coord;
-	struct rendezvous *rdv;
+	/*
+	 * NAT traversal: the coordinator role (coordinator.c) or the node side (rendezvous.c).
+	 * Atomic, as is portmap: set by the user's thread after the listeners are open, while
+	 * shard threads already read them for every datagram and connection (TSan found the
+	 * plain pointers racing in stress_p2p).
+	 */
+	struct coordinator *_Atomic coord;
+	struct rendezvous *_Atomic rdv;
 	/* port mapping at the gateway (nat/portmap.c), NULL when off */
-	struct portmap *portmap;
+	struct portmap *_Atomic portmap;
 };
 
 /* events.c */

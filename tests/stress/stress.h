@@ -25,7 +25,9 @@
 		fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);          \
 		fprintf(stderr, __VA_ARGS__);                                 \
 		fputc('\n', stderr);                                          \
-		exit(1);                                                      \
+		fflush(stdout);                                               \
+		_exit(1); /* not exit(): atexit cleanup (OpenSSL's) would race \
+			     the shard threads still running */               \
 	} while (0)
 #define STRESS_CHECK(cond, ...)                                               \
 	do {                                                                  \
