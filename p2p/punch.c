@@ -474,6 +474,7 @@ static bool peer_behind_nat(const struct rdv_msg *m)
 
 void punch_on_punch(struct rendezvous *r, const struct rdv_msg *m)
 {
+	struct crust_event ev;
 	pthread_mutex_lock(&r->lock);
 	struct punch *p = by_req(r, m->req);
 	if (!p || !p->ours || !crust_peer_eq(&p->peer, &m->peer)) {
@@ -483,6 +484,24 @@ void punch_on_punch(struct rendezvous *r, const struct rdv_msg *m)
 	}
 	if (!p || p->phase == PUNCH_DONE) {
 		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	/*
+	 * Already connected (the peer asked before our connection reached it, or it
+	 * came up while the coordinator answered): done at once, both sides told. Looked
+	 * up under the lock: a connection coming up after this finds the punch
+	 * (punch_established). The peer table's lock is a leaf: safe inside ours.
+	 */
+	struct peer_ref *ref = peer_lookup(r->svc, &m->peer);
+	if (ref) {
+		p->req = m->req;
+		bool emit = finish(p, ref->via, &ref->addr, 0, NULL, &ev);
+		ev.transport = ref->transport;
+		peer_put(ref);
+		eng_timer_arm(&r->sh->timers, &p->timer, PUNCH_LINGER_MS);
+		pthread_mutex_unlock(&r->lock);
+		if (emit)
+			event_emit(r->svc, &ev);
 		return;
 	}
 	p->req = m->req;
@@ -577,12 +596,16 @@ void punch_claim(struct crust_service *svc, struct p2p_conn *pc)
 void punch_established(struct p2p_conn *pc)
 {
 	struct rendezvous *r = pc->svc->rdv;
-	if (!r || !pc->punch_req)
+	if (!r || pc->rdv_session)
 		return;
 	struct crust_event ev;
 	bool emit = false;
 	pthread_mutex_lock(&r->lock);
-	struct punch *p = by_req(r, pc->punch_req);
+	struct punch *p = pc->punch_req ? by_req(r, pc->punch_req) : NULL;
+	/* the peer came up another way (its own dial, peer exchange, a beacon): a punch
+	 * to it has nothing left to do, and its attempts would only lose as duplicates */
+	if (!p)
+		p = by_peer(r, &pc->ref->id);
 	/* its timer on shard 0, always armed until done, frees it when it next fires */
 	if (p)
 		emit = finish(p, pc->via, &pc->tc->remote, 0, NULL, &ev);
