@@ -355,6 +355,8 @@ static void check_file_close_eio(void)
 		(unsigned long long)(crust_fault_file_closes_failed() - failed0), r);
 }
 
+static char ssl_why[CRUST_REASON_LEN + 16];
+
 /* Count received messages and connections made; -1 if a connection was lost or failed. */
 static int ssl_pump(struct crust_service *svc, int *got, int *up)
 {
@@ -375,7 +377,8 @@ static int ssl_pump(struct crust_service *svc, int *got, int *up)
 		case CRUST_EV_LOST_CONNECTION:
 		case CRUST_EV_CONNECT_FAILED:
 		case CRUST_EV_HANDSHAKE_FAILED:
-			ret = -1;
+			snprintf(ssl_why, sizeof(ssl_why), "%d: %s", ev[i].error, ev[i].reason);
+			ret = ev[i].error == -ETIMEDOUT ? -2 : -1;
 			break;
 		default:
 			break;
@@ -401,12 +404,14 @@ static int ssl_send(struct crust_service *from, struct crust_service *to, int n)
  * protection with it, the session its AES) while two fresh nodes dial
  * over reliable UDP and exchange messages: a dial may fail, but on a
  * connection that came up every message sent must arrive once faults
- * stop. Key setup (the allocations) happens on the first packets, so a
- * failed seal there must delay stream bytes, never lose them.
+ * stop, and a dial that fails fails with its error, never by stalling
+ * into its timeout. Key setup (the allocations) happens on the first
+ * packets, so a failed seal there must delay stream bytes, never lose them.
  */
 #define SSL_ATTEMPTS 4
 #define SSL_MSGS 50
 #define SSL_RATE 0.05
+#define SSL_DIAL_MS 6000
 static void check_ssl_delivery(void)
 {
 	unsigned kinds = crust_fault_set_kinds(1u << CRUST_FAULT_SSL);
@@ -417,6 +422,8 @@ static void check_ssl_delivery(void)
 		struct crust_config cfg;
 		struct crust_service *a, *b;
 		base_config(&cfg);
+		/* loopback loses nothing: a dial that takes this long has stalled */
+		cfg.connect_timeout_ms = cfg.handshake_timeout_ms = SSL_DIAL_MS;
 		if (crust_service_new(&cfg, &a) < 0 || crust_start_listening(a) < 0 ||
 		    crust_service_new(&cfg, &b) < 0)
 			fail_check("ssl check: nodes did not start");
@@ -425,8 +432,16 @@ static void check_ssl_delivery(void)
 			fail_check("ssl check: no reliable-UDP endpoint");
 		crust_fault_enable(true);
 		int got_a = 0, got_b = 0, up = 0, bad = crust_connect(b, &ep) < 0 ? -1 : 0;
-		for (int t = 0; t < 3000 && up < 2 && !bad; t += 10)
-			bad = ssl_pump(a, &got_a, &up) | ssl_pump(b, &got_b, &up);
+		for (int t = 0; t < SSL_DIAL_MS + 2000 && up < 2 && !bad; t += 10) {
+			int ra = ssl_pump(a, &got_a, &up), rb = ssl_pump(b, &got_b, &up);
+			bad = ra < rb ? ra : rb; /* -2 (a timeout) before -1 */
+		}
+		if (bad == -2 || (!bad && up < 2)) {
+			/* a failed allocation fails a dial at once, with its error */
+			fprintf(stderr, "fault_driver: ssl check: a dial stalled under OpenSSL faults: %s\n",
+				bad ? ssl_why : "no result");
+			exit(1);
+		}
 		int sent_ba = 0, sent_ab = 0;
 		if (up == 2 && !bad) {
 			sent_ba = ssl_send(b, a, SSL_MSGS);
@@ -450,6 +465,9 @@ static void check_ssl_delivery(void)
 			delivered += got_a + got_b;
 		} else {
 			failed++;
+			if (getenv("FAULT_DRIVER_VERBOSE"))
+				fprintf(stderr, "fault_driver: ssl check: dial failed: %s\n",
+					bad ? ssl_why : "no connection in 3 s");
 		}
 		crust_service_free(b);
 		crust_service_free(a);
