@@ -200,8 +200,12 @@ int rudp_conn_set_keys(struct rudp_conn *c, const struct tp_packet_keys *k)
 	int err = rudp_aead_init(&c->pkt_tx, k->aes, true, k->tx);
 	if (!err)
 		err = rudp_aead_init(&c->pkt_rx, k->aes, false, k->rx);
-	if (err)
+	if (err) {
+		/* the connection frees its keys only once it has them: free a half installed pair
+		 * here (leaked its sending contexts; found by fault injection) */
+		rudp_aead_free(&c->pkt_tx);
 		return err;
+	}
 	c->have_pkt_keys = true;
 	/* what the handshake queued so far still goes in long packets: the peer may lack keys */
 	pull_messages(c);
