@@ -253,13 +253,17 @@ static int create_file(const char *path, uint32_t cap, const struct cache_entry 
 	}
 	if (!err && (fchmod(fd, 0600) < 0 || fsync(fd) < 0))
 		err = -errno;
+	/*
+	 * close before rename, and check it: a close that reports EIO (or
+	 * EINTR: the descriptor is gone either way, never close it again)
+	 * fails the save and keeps the old file, found by fault injection
+	 */
+	if (fd >= 0 && close(fd) < 0 && !err)
+		err = -errno;
 	if (!err && rename(tmp, path) < 0)
 		err = -errno;
-	if (fd >= 0) {
-		close(fd);
-		if (err)
-			unlink(tmp);
-	}
+	if (fd >= 0 && err)
+		unlink(tmp);
 	if (!err)
 		err = fio_sync_dir(path);
 	free(img);

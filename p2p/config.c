@@ -458,6 +458,12 @@ CRUST_API int crust_config_load(struct crust_config *cfg, const char *path, char
 	l.text = text;
 	json_error_t jerr;
 	json_t *root = json_loadb(text, strlen(text), JSON_REJECT_DUPLICATES, &jerr);
+	if (!root && json_error_code(&jerr) == json_error_out_of_memory) {
+		/* jansson files its own allocation failure as a parse error: not the file's fault */
+		snprintf(l.why, l.whylen, "config file %s: out of memory while parsing", path);
+		free(text);
+		return -ENOMEM;
+	}
 	if (!root) {
 		snprintf(l.why, l.whylen, "config file %s: invalid JSON at line %d, column %d: %s",
 			 path, jerr.line, jerr.column, jerr.text);

@@ -200,8 +200,12 @@ int rudp_conn_set_keys(struct rudp_conn *c, const struct tp_packet_keys *k)
 	int err = rudp_aead_init(&c->pkt_tx, k->aes, true, k->tx);
 	if (!err)
 		err = rudp_aead_init(&c->pkt_rx, k->aes, false, k->rx);
-	if (err)
+	if (err) {
+		/* the connection frees its keys only once it has them: free a half installed pair
+		 * here (leaked its sending contexts; found by fault injection) */
+		rudp_aead_free(&c->pkt_tx);
 		return err;
+	}
 	c->have_pkt_keys = true;
 	/* what the handshake queued so far still goes in long packets: the peer may lack keys */
 	pull_messages(c);
@@ -689,6 +693,10 @@ static uint32_t build_packet(struct rudp_conn *c, uint8_t *p, const struct pkt_p
 	if (!q)
 		return 0;
 	uint8_t *payload = q;
+	/* what this packet takes from the connection, given back if it cannot be sealed */
+	unsigned had_unacked = c->eliciting_unacked;
+	bool had_ack_now = c->ack_now, had_ping = c->ping_due;
+	uint64_t had_ack_deadline = c->ack_deadline_us;
 	if (c->eliciting_unacked)
 		q = put_ack(c, q, end, now);
 	if (c->send_max_data) {
@@ -725,8 +733,23 @@ static uint32_t build_packet(struct rudp_conn *c, uint8_t *p, const struct pkt_p
 		return 0;
 	uint32_t len = (uint32_t)(q - p) + RUDP_TAG_LEN;
 	if (rudp_aead_seal(pl->lng ? &c->init_tx : &c->pkt_tx, sp->pn, p, h.hdr_len,
-			   (uint32_t)(q - payload)) < 0)
+			   (uint32_t)(q - payload)) < 0) {
+		/*
+		 * OpenSSL allocates while sealing, so this can fail: the packet is
+		 * never sent nor recorded, and its stream bytes would be neither
+		 * sent nor retransmitted (the stream stalled for good; found by
+		 * fault injection). Its frames go out in a later packet.
+		 */
+		for (unsigned i = 0; i < sp->nstream; i++)
+			rudp_sendbuf_on_lost(&c->sb, sp->stream[i].off, sp->stream[i].len);
+		if (sp->max_data)
+			c->send_max_data = true;
+		c->ping_due = had_ping;
+		c->eliciting_unacked = had_unacked;
+		c->ack_now = had_ack_now;
+		c->ack_deadline_us = had_ack_deadline;
 		return 0;
+	}
 	sp->size = len;
 	if (sp->flags & RUDP_PKT_ACK_ELICITING)
 		sp->flags |= RUDP_PKT_IN_FLIGHT;
