@@ -247,9 +247,16 @@ static void record_received(struct p2p_conn *pc, struct crust_msg *rec)
 	uint8_t *plain, *msg;
 	uint32_t plain_len, len;
 	bool ctrl;
-	if (session_open(&pc->session, rec->data, rec->len, &plain, &plain_len) < 0) {
+	int err = session_open(&pc->session, rec->data, rec->len, &plain, &plain_len);
+	if (err == -EBADMSG) {
 		eng_msg_free(rec);
 		conn_abuse(pc, -EBADMSG, "integrity");
+		return;
+	}
+	if (err) {
+		/* ours, not the peer's: the session could not take its next key */
+		eng_msg_free(rec);
+		conn_close(pc, err, "cannot re-key the session");
 		return;
 	}
 	uint64_t now = pc->tc->sh->now_ms;

@@ -87,17 +87,21 @@ uint32_t session_tag_room(const struct session *s)
 	return s->tracer || s->inner ? 0 : SESSION_TAG_LEN;
 }
 
-/* Every SESSION_REKEY_RECORDS records: key' = BLAKE2b_key("crust v2 rekey"), on both ends alike. */
-static void maybe_rekey(struct session_dir *d, bool aes, bool encrypt)
+/*
+ * Every SESSION_REKEY_RECORDS records: key' = BLAKE2b_key("crust v2 rekey"), on both ends
+ * alike. An AES context that cannot take the new key (OpenSSL allocates) is an error for the
+ * caller to end the session with: sealing on with the old schedule would only look like
+ * tampering to the peer. The record counter has not moved, so the session is not usable after.
+ */
+static int maybe_rekey(struct session_dir *d, bool aes, bool encrypt)
 {
 	if (d->counter == 0 || d->counter % SESSION_REKEY_RECORDS)
-		return;
+		return 0;
 	uint8_t next[32];
 	crypto_generichash(next, sizeof(next), (const uint8_t *)"crust v2 rekey", 14, d->key, 32);
 	memcpy(d->key, next, 32);
 	sodium_memzero(next, sizeof(next));
-	if (aes)
-		key_aes(d, encrypt);
+	return aes ? key_aes(d, encrypt) : 0;
 }
 
 static void nonce_of(uint64_t counter, uint8_t nonce[12])
@@ -152,7 +156,9 @@ int session_seal(struct session *s, uint8_t *rec, uint32_t body_len)
 		return 0;
 	}
 	rec[4] = REC_SECURE;
-	maybe_rekey(&s->tx, s->aes, true);
+	int err = maybe_rekey(&s->tx, s->aes, true);
+	if (err)
+		return err;
 	uint8_t nonce[12];
 	nonce_of(s->tx.counter++, nonce);
 	unsigned long long maclen;
@@ -191,7 +197,9 @@ int session_open(struct session *s, uint8_t *rec, uint32_t len, uint8_t **plain,
 	}
 	if (len < 1 + SESSION_TAG_LEN || rec[0] != REC_SECURE)
 		return -EBADMSG;
-	maybe_rekey(&s->rx, s->aes, false);
+	int err = maybe_rekey(&s->rx, s->aes, false);
+	if (err)
+		return err;
 	uint8_t nonce[12];
 	nonce_of(s->rx.counter, nonce);
 	uint8_t *body = rec + 1;

@@ -64,14 +64,17 @@ uint32_t session_tag_room(const struct session *s);
 /*
  * Seal in place: rec has hdr_room bytes to fill, body_len plaintext
  * bytes, then tag_room bytes to fill. Returns 0 (-EOVERFLOW if the
- * record would not fit a frame).
+ * record would not fit a frame; -EIO / -ENOMEM if a re-key or AES failed:
+ * the session is done).
  */
 int session_seal(struct session *s, uint8_t *rec, uint32_t body_len);
 
 /*
  * Open a received record (a frame's payload) in place. On success
  * *plain and *plain_len give the plaintext inside rec. -EBADMSG: integrity
- * failure (tampered, replayed, reordered, wrong key or mode).
+ * failure (tampered, replayed, reordered, wrong key or mode); -EIO /
+ * -ENOMEM: the re-key due at this record failed here (not the peer's fault;
+ * the session is done).
  */
 int session_open(struct session *s, uint8_t *rec, uint32_t len, uint8_t **plain,
 		 uint32_t *plain_len);
