@@ -19,7 +19,8 @@ The second round of each direction runs nodes of two shards.
 Asserted, for both directions (the cone side asks, the symmetric side
 asks), each with fresh nodes: both sides report `predicted` in punch_result
 and new_connection; the cone side's connection comes from a port of the
-symmetric router that is not the mapping it registered (an extra socket's);
+symmetric router that is not the mapping it registered (an extra socket's;
+the same port by chance at most once in the four runs);
 messages go both ways; the symmetric side's extra sockets are closed once
 one won (its descriptor count is back near where it was). TCP punching is
 off (--no-tcp-punch) so only UDP can win before the relay. Timings printed,
@@ -53,6 +54,7 @@ def main():
     try:
         lab.start_coordinator(3478)
         times = []
+        coincidences = 0
         for run_no in range(2 * RUNS):
             # the second half with two shards: probes and connections read on different
             # shards must still make both sides name the method alike (punch.c probe_learn)
@@ -75,9 +77,17 @@ def main():
                   "new_connection says predicted over reliable UDP", cone, sym)
             sym_udp = [e["addr"] for e in sym.events
                        if e.get("event") == "external_endpoint" and e["transport"] == "rudp"]
-            check(cc["addr"].startswith(lab.wan[1] + ":") and cc["addr"] not in sym_udp,
-                  "the cone side's connection comes from an extra socket's mapping (%s, not %s)"
+            # fully-random masquerade may give an extra socket's flow the very port of the
+            # registered mapping (another flow, another peer: 256 sockets in 64512 ports,
+            # 0.4 % a run; seen once): then the cone side's probe to that candidate is what
+            # hits it, and the address alone cannot tell
+            coincide = cc["addr"] in sym_udp
+            if coincide:
+                log("the winning extra socket's mapping has the registered port (%s)" % cc["addr"])
+            check(cc["addr"].startswith(lab.wan[1] + ":"),
+                  "the cone side's connection comes from the symmetric router (%s; registered %s)"
                   % (cc["addr"], "/".join(sym_udp)), cone, sym)
+            coincidences += coincide
             exchange(cone, sym, "across a random symmetric NAT")
             exchange(sym, cone, "and back")
             time.sleep(0.3)
@@ -88,6 +98,10 @@ def main():
             for n in (cone, sym):
                 check(n.quit() == 0, "%s quits with status 0" % n.name, n)
             nodes = [n for n in nodes if n not in (cone, sym)]
+        # twice in four runs by chance: 1 in 10,000; every time would mean the registered
+        # mapping, not birthday punching, carries the connections
+        check(coincidences <= 1, "the connections come from extra sockets' mappings (%d of %d"
+              " runs on the registered port)" % (coincidences, 2 * RUNS))
         for who, ms in times:
             log("  birthday punch asked by %-6s %5d ms" % (who, ms))
     finally:
