@@ -15,8 +15,8 @@ FUZZ_SECONDS  ?= 300
 FUZZ_SMOKE_SECONDS ?= 15
 FUZZ_JOBS     ?= 1
 FUZZ_RSS_MB   ?= 1024
-FUZZ_NAMES    := framing handshake session rudp_wire rudp_recv beacon stun rendezvous pex \
-                 cache config identity
+FUZZ_NAMES    := framing handshake session rudp_wire rudp_recv rudp_conn beacon stun rendezvous \
+                 pex cache config identity
 FUZZ_BINS     := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS    = -std=gnu11 -O1 -g -fno-omit-frame-pointer $(WARN) -Iinclude -I. -Itests/fuzz \
@@ -29,6 +29,7 @@ fuzz_max_handshake  := 600
 fuzz_max_session    := 4096
 fuzz_max_rudp_wire  := 1500
 fuzz_max_rudp_recv  := 4096
+fuzz_max_rudp_conn  := 4096
 fuzz_max_beacon     := 256
 fuzz_max_stun       := 1600
 fuzz_max_rendezvous := 512
