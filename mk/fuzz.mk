@@ -1,6 +1,7 @@
 # Fuzzing (tests/fuzz/, docs/QUALITY.md "Fuzzing"): one libFuzzer binary per parser.
 #   make fuzz          every target for FUZZ_SECONDS (300) each, FUZZ_JOBS (1) at a time
-#   make fuzz-smoke    CI: every target for FUZZ_SMOKE_SECONDS (15) each, two at a time
+#   make fuzz-smoke    CI: every target for FUZZ_SMOKE_SECONDS (15) each (fuzz_smoke_<t> if
+#                      set), two at a time
 #   make fuzz-build    only build build-fuzz/fuzz_<target>
 #   make fuzz-corpus   regenerate the seed corpora (tests/fuzz/corpus/) from the encoders
 #   make fuzz-<target> one target, e.g. make fuzz-stun FUZZ_SECONDS=60
@@ -16,7 +17,7 @@ FUZZ_SMOKE_SECONDS ?= 15
 FUZZ_JOBS     ?= 1
 FUZZ_RSS_MB   ?= 1024
 FUZZ_NAMES    := framing handshake session rudp_wire rudp_recv beacon stun rendezvous pex \
-                 cache config identity
+                 cache config identity rudp_conn
 FUZZ_BINS     := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS    = -std=gnu11 -O1 -g -fno-omit-frame-pointer $(WARN) -Iinclude -I. -Itests/fuzz \
@@ -29,6 +30,7 @@ fuzz_max_handshake  := 600
 fuzz_max_session    := 4096
 fuzz_max_rudp_wire  := 1500
 fuzz_max_rudp_recv  := 4096
+fuzz_max_rudp_conn  := 4096
 fuzz_max_beacon     := 256
 fuzz_max_stun       := 1600
 fuzz_max_rendezvous := 512
@@ -36,6 +38,10 @@ fuzz_max_pex        := 4096
 fuzz_max_cache      := 9000
 fuzz_max_config     := 4096
 fuzz_max_identity   := 1024
+
+# fuzz-smoke seconds where a target differs from FUZZ_SMOKE_SECONDS: rudp_conn runs a few
+# hundred inputs a second (a shard round trip per packet) and runs alone in the last slot
+fuzz_smoke_rudp_conn := 6
 
 .PHONY: fuzz fuzz-smoke fuzz-build fuzz-lib fuzz-corpus $(FUZZ_NAMES:%=fuzz-%)
 
@@ -81,11 +87,11 @@ fuzz: fuzz-build
 fuzz-smoke:
 	$(Q)$(MAKE) --no-print-directory -j2 fuzz-build
 	$(Q)$(MAKE) --no-print-directory -j2 $(FUZZ_NAMES:%=fuzz-run-%) \
-		FUZZ_RUN_SECONDS=$(FUZZ_SMOKE_SECONDS)
+		FUZZ_RUN_SECONDS=$(FUZZ_SMOKE_SECONDS) FUZZ_SMOKE=1
 
 .PHONY: $(FUZZ_NAMES:%=fuzz-run-%)
 $(FUZZ_NAMES:%=fuzz-run-%): fuzz-run-%:
-	$(call fuzz_run,$*,$(FUZZ_RUN_SECONDS))
+	$(call fuzz_run,$*,$(if $(FUZZ_SMOKE),$(or $(fuzz_smoke_$*),$(FUZZ_RUN_SECONDS)),$(FUZZ_RUN_SECONDS)))
 
 # seed corpora: written by the library's own encoders (tests/fuzz/seeds.c)
 $(BUILD)/fuzz-seeds: tests/fuzz/seeds.c $(BUILD)/libcrust.a

@@ -353,6 +353,14 @@ static struct rudp_conn *handle_packet(struct rudp_shard *rs, struct rudp_sock *
 	return NULL;
 }
 
+/* One packet as if it came in on sock, without a receive buffer (tests/fuzz/fuzz_rudp_conn.c). */
+struct rudp_conn *rudp_packet_in(struct rudp_shard *rs, struct rudp_sock *sock,
+				 const struct sockaddr_storage *from, socklen_t fromlen, uint8_t *p,
+				 uint32_t len)
+{
+	return handle_packet(rs, sock, NULL, from, fromlen, p, len, rudp_now_us());
+}
+
 static void on_datagram(struct eng_udp *u, struct eng_rxbuf *b, const struct sockaddr *from,
 			socklen_t fromlen, uint8_t *p, uint32_t len, uint16_t gso_size)
 {

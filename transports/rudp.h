@@ -183,6 +183,15 @@ void rudp_txbuf_put(struct rudp_shard *rs, struct rudp_txbuf *t);
 /* Send len bytes of t (segments of gso bytes, 0 = one packet) to the conn's peer. */
 int rudp_conn_output(struct rudp_conn *c, struct rudp_txbuf *t, uint32_t len, uint16_t gso);
 bool rudp_sock_can_send(const struct rudp_sock *s);
+/*
+ * One packet (header not parsed yet) as if it came in on sock: the
+ * demultiplexer on_datagram uses, for the fuzz harness. The connection it
+ * went to, or NULL; the caller flushes that one.
+ */
+struct rudp_conn *rudp_packet_in(struct rudp_shard *rs, struct rudp_sock *sock,
+				 const struct sockaddr_storage *from, socklen_t fromlen, uint8_t *p,
+				 uint32_t len);
+
 /* A connection starts / stops sending from s (rudp_conn_new / its final free). */
 void rudp_sock_hold(struct rudp_sock *s);
 void rudp_sock_release(struct rudp_sock *s);

@@ -34,6 +34,7 @@ void fuzz_handshake(const uint8_t *data, size_t size);
 void fuzz_session(const uint8_t *data, size_t size);
 void fuzz_rudp_wire(const uint8_t *data, size_t size);
 void fuzz_rudp_recv(const uint8_t *data, size_t size);
+void fuzz_rudp_conn(const uint8_t *data, size_t size);
 void fuzz_beacon(const uint8_t *data, size_t size);
 void fuzz_stun(const uint8_t *data, size_t size);
 void fuzz_rendezvous(const uint8_t *data, size_t size);
@@ -50,7 +51,8 @@ struct fuzz_target {
 #define FUZZ_TARGETS                                                                   \
 	{ "framing", fuzz_framing }, { "handshake", fuzz_handshake },                 \
 	{ "session", fuzz_session }, { "rudp_wire", fuzz_rudp_wire },                 \
-	{ "rudp_recv", fuzz_rudp_recv }, { "beacon", fuzz_beacon },                   \
+	{ "rudp_recv", fuzz_rudp_recv }, { "rudp_conn", fuzz_rudp_conn },             \
+	{ "beacon", fuzz_beacon },                                                     \
 	{ "stun", fuzz_stun }, { "rendezvous", fuzz_rendezvous }, { "pex", fuzz_pex }, \
 	{ "cache", fuzz_cache }, { "config", fuzz_config }, { "identity", fuzz_identity }
 

@@ -220,6 +220,98 @@ static void seed_rudp_recv(void)
 	put("rudp_recv", "bbr", buf, (size_t)(p - buf));
 }
 
+/*
+ * rudp_conn: op scripts of short exchanges (the op codes are in
+ * tests/fuzz/fuzz_rudp_conn.c); the harness seals them with the real keys.
+ */
+struct script {
+	uint8_t b[2048];
+	size_t n;
+};
+
+static void op(struct script *s, size_t n, const uint8_t *p)
+{
+	memcpy(s->b + s->n, p, n);
+	s->n += n;
+}
+#define OP(s, ...)                                                                     \
+	do {                                                                           \
+		const uint8_t o_[] = { __VA_ARGS__ };                                  \
+		op(s, sizeof(o_), o_);                                                 \
+	} while (0)
+
+enum { PKT = 0, PKT2 = 1, RAW = 2, KEYS = 3, SEND = 4, TIMER = 5, RETRY = 6, LOCAL = 7 };
+enum { F_LONG = 1, F_ALT = 2, F_CORRUPT = 4, F_PN = 8, F_PAD = 16 };
+enum { S_STREAM = 0, S_ACK = 1, S_RAW = 2, S_PING = 3, S_MAXDATA = 4, S_CLOSE = 5, S_PAD = 6,
+       S_NEXT = 7 };
+#define PKTF(f) (uint8_t)(PKT | (f) << 3)
+
+static void seed_rudp_conn(void)
+{
+	struct script s = { .n = 0 };
+	/* a server: the client's padded Initial with stream data, keys, short packets */
+	OP(&s, 0x01, 5);
+	OP(&s, PKTF(F_LONG | F_PAD), 3, S_NEXT, 100, S_PING);
+	OP(&s, KEYS, SEND | 5 << 3, 10);
+	OP(&s, PKTF(0), 3, S_ACK, S_NEXT, 0xa0);
+	OP(&s, PKTF(0), 2, S_NEXT, 0xc0, TIMER);
+	OP(&s, PKTF(0), 3, S_ACK, S_NEXT, 0x90);
+	OP(&s, PKTF(F_PN), 0, 2, S_NEXT, 40);             /* a replayed number: a duplicate */
+	OP(&s, PKTF(F_CORRUPT), 17, 2, S_NEXT, 40);       /* fails authentication */
+	OP(&s, PKTF(0), 1, S_ACK, SEND, 3, PKTF(0), 1, S_ACK);
+	OP(&s, PKTF(0), 6, S_CLOSE, 0, 3, 'b', 'y', 'e');
+	put("rudp_conn", "server-exchange", s.b, s.n);
+
+	/* a client: the server's long answer, keys, short packets, a rebinding, a key epoch */
+	s.n = 0;
+	OP(&s, 0x02, 2);
+	OP(&s, PKTF(F_LONG), 3, S_ACK, S_NEXT, 0x90);
+	OP(&s, KEYS, SEND | 1 << 3, 20, SEND, 2);
+	OP(&s, PKTF(F_LONG), 1, S_ACK);
+	OP(&s, PKTF(0), 3, S_ACK, S_NEXT, 200);
+	OP(&s, PKT2, 2, S_NEXT, 50);                      /* from another address */
+	OP(&s, TIMER, PKTF(0), 1, S_ACK);
+	OP(&s, PKTF(F_PN), 0x97, 0, 1, 3, S_ACK, S_NEXT, 60); /* 2^23 later: the next key epoch */
+	OP(&s, PKTF(0), 2, S_ACK, S_PING, LOCAL);
+	put("rudp_conn", "client-exchange", s.b, s.n);
+
+	/* a client that gets a Retry, then its answer; shuts down */
+	s.n = 0;
+	OP(&s, 0x00, 3);
+	OP(&s, RETRY, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20);
+	OP(&s, TIMER, PKTF(F_LONG), 3, S_ACK, S_NEXT, 40, KEYS, SEND, 8);
+	OP(&s, PKTF(0), 1, S_ACK, LOCAL | 8, PKTF(0), 1, S_ACK, TIMER);
+	put("rudp_conn", "client-retry", s.b, s.n);
+
+	/* a server: raw datagrams, a short Initial (dropped), then frames written raw */
+	s.n = 0;
+	OP(&s, 0x03, 1);
+	uint8_t raw[240];
+	struct rudp_hdr h = { .type = RUDP_PKT_INITIAL, .dcid = 0x0102030405060708ull,
+			      .scid = 0x1112131415161718ull };
+	uint8_t *q = rudp_write_hdr(raw, raw + sizeof(raw), &h);
+	q = rudp_write_stream_hdr(q, raw + sizeof(raw), 0, 9);
+	memcpy(q, "\0\0\0\5hello", 9);
+	memset(q + 9, 0, (size_t)(raw + sizeof(raw) - q - 9));
+	OP(&s, RAW, 40);
+	op(&s, 240, raw);
+	OP(&s, PKTF(F_LONG), 2, S_NEXT, 20);
+	OP(&s, PKTF(F_LONG | F_PAD), 2, S_NEXT, 20);
+	OP(&s, RAW | 8, 40);
+	op(&s, 240, raw);
+	uint8_t fr[64];
+	struct rudp_ack a = { .delay_us = 100, .nranges = 1, .r = { { 0, 0 } } };
+	q = rudp_write_ack(fr, fr + sizeof(fr), &a);
+	q = rudp_write_max_data(q, fr + sizeof(fr), 1u << 23);
+	q = rudp_write_stream_hdr(q, fr + sizeof(fr), 0, 9);
+	memcpy(q, "\0\0\0\5world", 9);
+	q += 9;
+	q = rudp_write_close(q, fr + sizeof(fr), 104, "reset");
+	OP(&s, PKTF(F_LONG | F_PAD), (uint8_t)(2 + (q - fr)), S_RAW, (uint8_t)(q - fr));
+	op(&s, (size_t)(q - fr), fr);
+	put("rudp_conn", "server-raw", s.b, s.n);
+}
+
 static void seed_beacon(void)
 {
 	struct identity id;
@@ -415,6 +507,7 @@ int main(int argc, char **argv)
 	seed_session();
 	seed_rudp_wire();
 	seed_rudp_recv();
+	seed_rudp_conn();
 	seed_beacon();
 	seed_stun();
 	seed_rendezvous();

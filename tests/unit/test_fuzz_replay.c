@@ -107,6 +107,7 @@ Test(fuzz_replay, handshake, .timeout = 60) { replay("handshake"); }
 Test(fuzz_replay, session, .timeout = 60) { replay("session"); }
 Test(fuzz_replay, rudp_wire, .timeout = 60) { replay("rudp_wire"); }
 Test(fuzz_replay, rudp_recv, .timeout = 60) { replay("rudp_recv"); }
+Test(fuzz_replay, rudp_conn, .timeout = 60) { replay("rudp_conn"); }
 Test(fuzz_replay, beacon, .timeout = 60) { replay("beacon"); }
 Test(fuzz_replay, stun, .timeout = 60) { replay("stun"); }
 Test(fuzz_replay, rendezvous, .timeout = 60) { replay("rendezvous"); }
