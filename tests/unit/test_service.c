@@ -606,7 +606,7 @@ static void *bulk_receiver(void *arg)
 /* Both directions are logged before either is judged: one's failure stops the other (bulk_abort). */
 static void bulk_log(const char *name, const struct bulk_dir *d)
 {
-	cr_log_info("%s: sent %llu, received %llu, ENOBUFS %llu, send %d, poll %d, timed out %d, "
+	cr_log_warn("%s: sent %llu, received %llu, ENOBUFS %llu, send %d, poll %d, timed out %d, "
 		    "%llu other events (last %s, error %d, \"%s\")",
 		    name, (unsigned long long)d->sent, (unsigned long long)d->received,
 		    (unsigned long long)d->enobufs, d->send_err, d->poll_err, d->timed_out,
@@ -667,6 +667,29 @@ ParameterizedTest(enum crust_transport *transport, service,
 
 	bulk_log("a->b", &ab);
 	bulk_log("b->a", &ba);
+	if (ab.timed_out || ba.timed_out) {
+		/* what the transports saw, for a stall (make valgrind) */
+		const struct node *nodes[2] = { &a, &b };
+		for (int k = 0; k < 2; k++) {
+			struct crust_stats st;
+			crust_stats(nodes[k]->svc, &st);
+			cr_log_warn("%c: msgs rx %llu tx %llu, held %llu B, live msgs %llu; "
+				    "udp rx %llu tx %llu lost %llu retx %llu B rcvbuf drops %llu "
+				    "dup %llu late %llu auth fail %llu; tx %llu B rx %llu B",
+				    'a' + k, (unsigned long long)st.rx_msgs,
+				    (unsigned long long)st.tx_msgs, (unsigned long long)st.rx_held_bytes,
+				    (unsigned long long)st.live_msgs,
+				    (unsigned long long)st.udp_rx_packets,
+				    (unsigned long long)st.udp_tx_packets,
+				    (unsigned long long)st.udp_lost_packets,
+				    (unsigned long long)st.udp_retx_bytes,
+				    (unsigned long long)st.udp_rcvbuf_drops,
+				    (unsigned long long)st.udp_dup_packets,
+				    (unsigned long long)st.udp_late_packets,
+				    (unsigned long long)st.udp_auth_failures,
+				    (unsigned long long)st.tx_bytes, (unsigned long long)st.rx_bytes);
+		}
+	}
 	bulk_report("a->b", &ab);
 	bulk_report("b->a", &ba);
 	struct crust_stats sa, sb;
