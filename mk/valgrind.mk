@@ -1,6 +1,7 @@
 # valgrind memcheck of the unit suite (docs/QUALITY.md "valgrind").
 #   make valgrind                      every unit test, one at a time (long: see QUALITY.md)
 #   make valgrind VG_FILTER='udp/*'    a subset
+#   make valgrind-short                the suites CI runs (below)
 # Built in build-vg/ with -DCRUST_VALGRIND (engine/valgrind.h: shards wait at most 5 ms in
 # io_uring_enter, which valgrind 3.19 runs holding its big lock). Criterion runs each test
 # in a process it starts by exec, so --trace-children=yes, one log per process; it ignores
@@ -32,3 +33,11 @@ valgrind: deps
 	  echo "valgrind: $$n processes, 0 errors, no definitely or indirectly lost block" \
 	    "($$cut ended without a summary: killed, e.g. by a test timeout)"; \
 	  grep -q 'Crashing: 0' $(VG_BUILD)/unit.log && grep -q 'Failing: 0' $(VG_BUILD)/unit.log
+
+# CI's short run: the suites that parse, encode and queue (every wire and file format,
+# timers, mailboxes, buffer rings, the fuzz corpora) and the listener; the whole suite is
+# `make valgrind`
+VG_SHORT := @(blacklist|bufring|cache|config|fileio|framing|fuzz_replay|handshake|limiter|listener|mailbox|pcp|rendezvous_wire|rudp_recovery|rudp_wire|session|stun|timer|txq)/*
+.PHONY: valgrind-short
+valgrind-short:
+	$(Q)$(MAKE) --no-print-directory valgrind VG_FILTER='$(VG_SHORT)'
