@@ -494,11 +494,13 @@ static int rudp_listen(struct transport *t, const struct sockaddr *addr, socklen
 		       uint16_t *port, bool *fallback)
 {
 	struct rudp_transport *rt = (struct rudp_transport *)t;
-	if (rt->bound)
+	/* set before the shards get their sockets: an Initial on one must find it (TSan) */
+	if (atomic_exchange(&rt->bound, true))
 		return -EALREADY;
 	int err = eng_listen_group(t->eng, SOCK_DGRAM, addr, len, port, fallback, start_listener,
 				   rt);
-	rt->bound = err == 0;
+	if (err)
+		atomic_store(&rt->bound, false);
 	return err;
 }
 

@@ -103,7 +103,7 @@ struct rudp_transport {
 	struct rudp_shard *shards;
 	unsigned nshards;               /* kept: destroy runs after the engine is freed */
 	uint8_t secret[32];             /* retry tokens */
-	bool bound;
+	_Atomic bool bound;             /* listening: set by the user's thread, read by shards */
 	const struct rudp_cc_ops *cc;
 	uint32_t idle_timeout_ms;
 	uint32_t retry_pending;         /* handshakes per shard above which Initials get a Retry */

@@ -122,6 +122,27 @@ static inline void stress_fill(uint8_t *buf, size_t len, uint16_t src, uint16_t 
 	memcpy(buf, &h, sizeof(h));
 }
 
+/*
+ * Send message seq of flow (src, dst, prio), len bytes, to peer: copied from buf
+ * (crust_send) or built in a library message (crust_send_msg, which takes it),
+ * as by_msg says. *h gets its header; returns what the send returned.
+ */
+static inline int stress_send(struct crust_service *svc, const struct crust_peer_id *peer,
+			      uint8_t *buf, uint32_t len, uint16_t src, uint16_t dst, uint32_t seq,
+			      uint8_t prio, bool by_msg, struct stress_hdr *h)
+{
+	if (!by_msg) {
+		stress_fill(buf, len, src, dst, seq, prio);
+		memcpy(h, buf, sizeof(*h));
+		return crust_send(svc, peer, buf, len, prio);
+	}
+	struct crust_msg *m = crust_msg_alloc(svc, len);
+	STRESS_CHECK(m != NULL, "crust_msg_alloc(%u)", len);
+	stress_fill(crust_msg_data(m), len, src, dst, seq, prio);
+	memcpy(h, crust_msg_data(m), sizeof(*h));
+	return crust_send_msg(svc, peer, m, prio); /* m is the library's now */
+}
+
 /* Check a received message; returns its header or fails the program. */
 static inline struct stress_hdr stress_verify(const uint8_t *p, size_t len)
 {

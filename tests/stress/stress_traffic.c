@@ -207,18 +207,8 @@ static bool send_one(struct node *n, int t, uint8_t *buf)
 	uint32_t seq = n->next_seq[t][prio] + 1;
 	struct pair_count *pc = &counts[n->idx][t];
 	struct stress_hdr h;
-	int err;
-	if (rnd(&n->rng) & 1) {
-		stress_fill(buf, len, (uint16_t)n->idx, (uint16_t)t, seq, prio);
-		memcpy(&h, buf, sizeof(h));
-		err = crust_send(n->svc, &nodes[t].id, buf, len, prio);
-	} else {
-		struct crust_msg *m = crust_msg_alloc(n->svc, len);
-		STRESS_CHECK(m != NULL, "crust_msg_alloc(%u)", len);
-		stress_fill(crust_msg_data(m), len, (uint16_t)n->idx, (uint16_t)t, seq, prio);
-		memcpy(&h, crust_msg_data(m), sizeof(h));
-		err = crust_send_msg(n->svc, &nodes[t].id, m, prio); /* m is the library's now */
-	}
+	int err = stress_send(n->svc, &nodes[t].id, buf, len, (uint16_t)n->idx, (uint16_t)t, seq,
+			      prio, rnd(&n->rng) & 1, &h);
 	if (err == -ENOBUFS) {
 		atomic_fetch_add(&pc->enobufs, 1);
 		return false;
