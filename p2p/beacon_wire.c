@@ -1,35 +1,11 @@
 /* beacon_wire.c - the beacon datagram (see beacon_wire.h for the layout). */
 #include "beacon_wire.h"
+#include "engine/bytes.h"
 
 #include <sodium.h>
 #include <string.h>
 
 #define CTX_LEN (sizeof(BEACON_SIG_CONTEXT) - 1)
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
 
 const char *beacon_verdict_name(enum beacon_verdict v)
 {
@@ -59,12 +35,12 @@ void beacon_encode(const struct beacon_msg *m, const struct identity *id,
 	memcpy(out, BEACON_MAGIC, 4);
 	out[4] = BEACON_VERSION;
 	out[5] = (uint8_t)m->type;
-	put16(out + 6, 0);
+	eng_put_be16(out + 6, 0);
 	memcpy(out + 8, m->network_tag, 8);
 	memcpy(out + 16, id->pk, 32);
-	put64(out + 48, m->ts_ms);
-	put16(out + 56, m->tcp_port);
-	put16(out + 58, m->rudp_port);
+	eng_put_be64(out + 48, m->ts_ms);
+	eng_put_be16(out + 56, m->tcp_port);
+	eng_put_be16(out + 58, m->rudp_port);
 	uint8_t msg[CTX_LEN + BEACON_SIGNED_LEN];
 	signed_part(out, msg);
 	crypto_sign_detached(out + BEACON_SIGNED_LEN, NULL, msg, sizeof(msg), id->sk);
@@ -88,9 +64,9 @@ enum beacon_verdict beacon_parse(const uint8_t *p, size_t len, const uint8_t net
 	m->type = (enum beacon_type)p[5];
 	memcpy(m->network_tag, p + 8, 8);
 	memcpy(m->peer.bytes, p + 16, 32);
-	m->ts_ms = get64(p + 48);
-	m->tcp_port = get16(p + 56);
-	m->rudp_port = get16(p + 58);
+	m->ts_ms = eng_get_be64(p + 48);
+	m->tcp_port = eng_get_be16(p + 56);
+	m->rudp_port = eng_get_be16(p + 58);
 	return BEACON_OK;
 }
 

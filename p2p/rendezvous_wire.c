@@ -9,19 +9,7 @@
 #include <string.h>
 
 #include "engine/addr.h"
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
+#include "engine/bytes.h"
 
 static size_t put_ep(uint8_t *p, const struct crust_endpoint *ep)
 {
@@ -86,21 +74,21 @@ size_t rdv_encode(const struct rdv_msg *m, uint8_t *out)
 	case RDV_REGISTER:
 		return 1 + put_eps(out + 1, m);
 	case RDV_REGISTERED:
-		put32(out + 1, m->ttl_ms);
+		eng_put_be32(out + 1, m->ttl_ms);
 		return 5 + put_eps(out + 5, m);
 	case RDV_REACH:
-		put32(out + 1, m->req);
+		eng_put_be32(out + 1, m->req);
 		memcpy(out + 5, m->peer.bytes, 32);
 		return 37;
 	case RDV_PUNCH:
-		put32(out + 1, m->req);
+		eng_put_be32(out + 1, m->req);
 		out[5] = m->flags;
 		memcpy(out + 6, m->peer.bytes, 32);
-		put32(out + 38, m->start_in_ms);
+		eng_put_be32(out + 38, m->start_in_ms);
 		memcpy(out + 42, m->token, RDV_TOKEN_LEN);
 		return 42 + RDV_TOKEN_LEN + put_eps(out + 42 + RDV_TOKEN_LEN, m);
 	case RDV_REFUSED: {
-		put32(out + 1, m->req);
+		eng_put_be32(out + 1, m->req);
 		out[5] = m->refusal;
 		size_t rl = strnlen(m->reason, RDV_REASON_MAX);
 		out[6] = (uint8_t)rl;
@@ -137,27 +125,27 @@ int rdv_decode(const uint8_t *p, size_t len, struct rdv_msg *m)
 	case RDV_REGISTERED:
 		if (len < 5)
 			return -EBADMSG;
-		m->ttl_ms = get32(p + 1);
+		m->ttl_ms = eng_get_be32(p + 1);
 		return get_eps(p + 5, len - 5, m) < 0 || m->neps < 1 ? -EBADMSG : 0;
 	case RDV_REACH:
 		if (len != 37)
 			return -EBADMSG;
-		m->req = get32(p + 1);
+		m->req = eng_get_be32(p + 1);
 		memcpy(m->peer.bytes, p + 5, 32);
 		return 0;
 	case RDV_PUNCH:
 		if (len < 42 + RDV_TOKEN_LEN + 1)
 			return -EBADMSG;
-		m->req = get32(p + 1);
+		m->req = eng_get_be32(p + 1);
 		m->flags = p[5];
 		memcpy(m->peer.bytes, p + 6, 32);
-		m->start_in_ms = get32(p + 38);
+		m->start_in_ms = eng_get_be32(p + 38);
 		memcpy(m->token, p + 42, RDV_TOKEN_LEN);
 		return get_eps(p + 42 + RDV_TOKEN_LEN, len - 42 - RDV_TOKEN_LEN, m);
 	case RDV_REFUSED:
 		if (len < 7 || p[6] > RDV_REASON_MAX || len != 7u + p[6])
 			return -EBADMSG;
-		m->req = get32(p + 1);
+		m->req = eng_get_be32(p + 1);
 		m->refusal = p[5];
 		memcpy(m->reason, p + 7, p[6]);
 		for (size_t i = 0; i < p[6]; i++) /* shown to users: printable ASCII only */

@@ -1,36 +1,10 @@
 /* session.c - record sealing and opening (see session.h, docs/PROTOCOL.md). */
 #include "session.h"
 #include "transports/framing.h"
+#include "engine/bytes.h"
 
 #include <errno.h>
 #include <string.h>
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
 
 /* Key the direction's AES context (the key schedule is computed once per key). */
 static int key_aes(struct session_dir *d, bool encrypt)
@@ -107,7 +81,7 @@ static int maybe_rekey(struct session_dir *d, bool aes, bool encrypt)
 static void nonce_of(uint64_t counter, uint8_t nonce[12])
 {
 	memset(nonce, 0, 4);
-	put_be64(nonce + 4, counter);
+	eng_put_be64(nonce + 4, counter);
 }
 
 /* AES-256-GCM in place: IV, the one AD byte, the body, the tag after it (OpenSSL EVP). */
@@ -143,7 +117,7 @@ int session_seal(struct session *s, uint8_t *rec, uint32_t body_len)
 	uint64_t frame = (uint64_t)hdr - 4 + body_len + tag;
 	if (frame > UINT32_MAX)
 		return -EOVERFLOW;
-	put_be32(rec, (uint32_t)frame);
+	eng_put_be32(rec, (uint32_t)frame);
 	uint8_t *body = rec + hdr;
 	if (s->inner) {
 		rec[4] = REC_INNER;
@@ -152,7 +126,7 @@ int session_seal(struct session *s, uint8_t *rec, uint32_t body_len)
 	if (s->tracer) {
 		memcpy(rec + 4, REC_TRACER_MAGIC, 4);
 		rec[8] = REC_TRACER;
-		put_be64(rec + 9, s->tx.counter++);
+		eng_put_be64(rec + 9, s->tx.counter++);
 		return 0;
 	}
 	rec[4] = REC_SECURE;
@@ -175,7 +149,7 @@ static int open_tracer(struct session *s, uint8_t *rec, uint32_t len, uint8_t **
 		       uint32_t *plain_len)
 {
 	if (len < 13 || memcmp(rec, REC_TRACER_MAGIC, 4) != 0 || rec[4] != REC_TRACER ||
-	    get_be64(rec + 5) != s->rx.counter)
+	    eng_get_be64(rec + 5) != s->rx.counter)
 		return -EBADMSG;
 	s->rx.counter++;
 	*plain = rec + 13;
@@ -227,7 +201,7 @@ int session_next_msg(uint8_t **cursor, const uint8_t *end, uint8_t **msg, uint32
 		return 0;
 	if (end - p < 4)
 		return -EBADMSG;
-	uint32_t n = get_be32(p);
+	uint32_t n = eng_get_be32(p);
 	*ctrl = n & FRAME_CTRL_BIT;
 	n &= ~FRAME_CTRL_BIT;
 	if (n > (uint64_t)(end - p - 4))

@@ -4,32 +4,11 @@
  * the magic cookie; RFC 5769 has the test vectors the unit tests use.
  */
 #include "stun.h"
+#include "engine/bytes.h"
 
 #include <errno.h>
 #include <netinet/in.h>
 #include <string.h>
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	put16(p, (uint16_t)(v >> 16));
-	put16(p + 2, (uint16_t)v);
-}
 
 uint32_t stun_crc32(const uint8_t *p, size_t len)
 {
@@ -46,7 +25,7 @@ uint32_t stun_crc32(const uint8_t *p, size_t len)
 bool stun_is_message(const uint8_t *p, size_t len)
 {
 	return len >= STUN_HDR_LEN && (p[0] & 0xC0) == 0 && (len & 3) == 0 &&
-	       get16(p + 2) == len - STUN_HDR_LEN;
+	       eng_get_be16(p + 2) == len - STUN_HDR_LEN;
 }
 
 /* --- parsing -------------------------------------------------------------------- */
@@ -59,7 +38,7 @@ static int parse_addr(const uint8_t *v, uint16_t alen, const uint8_t *xor_with,
 	/* the length first: an empty attribute at the end of the datagram has no family or port */
 	if (alen < 4)
 		return -EBADMSG;
-	uint16_t port = get16(v + 2);
+	uint16_t port = eng_get_be16(v + 2);
 	uint8_t ip[16];
 	size_t iplen = v[1] == 1 ? 4 : v[1] == 2 ? 16 : 0;
 	if (!iplen || alen != 4 + iplen)
@@ -119,7 +98,7 @@ static int parse_attr(const uint8_t *p, size_t len, size_t off, uint16_t type, u
 	case STUN_ATTR_FINGERPRINT:
 		*why = "FINGERPRINT of the wrong length, not last, or wrong";
 		if (alen != 4 || off + 8 != len ||
-		    get32(v) != (stun_crc32(p, off) ^ STUN_FINGERPRINT_XOR))
+		    eng_get_be32(v) != (stun_crc32(p, off) ^ STUN_FINGERPRINT_XOR))
 			return -EBADMSG;
 		m->has_fingerprint = true;
 		return 0;
@@ -153,8 +132,8 @@ int stun_parse(const uint8_t *p, size_t len, struct stun_msg *m, const char **wh
 	}
 	if (!stun_is_message(p, len))
 		return -EBADMSG;
-	m->type = get16(p);
-	m->has_cookie = get32(p + 4) == STUN_MAGIC;
+	m->type = eng_get_be16(p);
+	m->has_cookie = eng_get_be32(p + 4) == STUN_MAGIC;
 	if (m->has_cookie)
 		memcpy(m->txid, p + 8, STUN_TXID_LEN);
 	else
@@ -163,7 +142,7 @@ int stun_parse(const uint8_t *p, size_t len, struct stun_msg *m, const char **wh
 		*why = "truncated attribute";
 		if (len - off < 4)
 			return -EBADMSG;
-		uint16_t type = get16(p + off), alen = get16(p + off + 2);
+		uint16_t type = eng_get_be16(p + off), alen = eng_get_be16(p + off + 2);
 		size_t padded = ((size_t)alen + 3) & ~(size_t)3;
 		if (padded > len - off - 4)
 			return -EBADMSG;
@@ -183,10 +162,10 @@ int stun_parse(const uint8_t *p, size_t len, struct stun_msg *m, const char **wh
 
 static void header(uint8_t *out, uint16_t type, const struct stun_msg *req)
 {
-	put16(out, type);
-	put16(out + 2, 0);
+	eng_put_be16(out, type);
+	eng_put_be16(out + 2, 0);
 	if (req->has_cookie) {
-		put32(out + 4, STUN_MAGIC);
+		eng_put_be32(out + 4, STUN_MAGIC);
 		memcpy(out + 8, req->txid, STUN_TXID_LEN);
 	} else {
 		memcpy(out + 4, req->txid, 16);
@@ -197,8 +176,8 @@ static void header(uint8_t *out, uint16_t type, const struct stun_msg *req)
 static uint8_t *attr(uint8_t *out, size_t *len, uint16_t type, uint16_t alen)
 {
 	uint8_t *a = out + *len;
-	put16(a, type);
-	put16(a + 2, alen);
+	eng_put_be16(a, type);
+	eng_put_be16(a + 2, alen);
 	memset(a + 4, 0, ((size_t)alen + 3) & ~(size_t)3);
 	*len += 4 + (((size_t)alen + 3) & ~(size_t)3);
 	return a + 4;
@@ -226,7 +205,7 @@ static void put_addr(uint8_t *v, const struct sockaddr_storage *ss, const uint8_
 		iplen = 16;
 	}
 	v[1] = iplen == 4 ? 1 : 2;
-	put16(v + 2, xor_with ? (uint16_t)(port ^ (STUN_MAGIC >> 16)) : port);
+	eng_put_be16(v + 2, xor_with ? (uint16_t)(port ^ (STUN_MAGIC >> 16)) : port);
 	for (size_t i = 0; i < iplen; i++)
 		v[4 + i] = xor_with ? (uint8_t)(ip[i] ^ xor_with[i]) : ip[i];
 }
@@ -235,12 +214,12 @@ static void put_addr(uint8_t *v, const struct sockaddr_storage *ss, const uint8_
 static size_t finish(uint8_t *out, size_t len, bool fingerprint)
 {
 	if (fingerprint) {
-		put16(out + 2, (uint16_t)(len + 8 - STUN_HDR_LEN));
+		eng_put_be16(out + 2, (uint16_t)(len + 8 - STUN_HDR_LEN));
 		size_t before = len;
 		uint8_t *v = attr(out, &len, STUN_ATTR_FINGERPRINT, 4);
-		put32(v, stun_crc32(out, before) ^ STUN_FINGERPRINT_XOR);
+		eng_put_be32(v, stun_crc32(out, before) ^ STUN_FINGERPRINT_XOR);
 	}
-	put16(out + 2, (uint16_t)(len - STUN_HDR_LEN));
+	eng_put_be16(out + 2, (uint16_t)(len - STUN_HDR_LEN));
 	return len;
 }
 
@@ -290,6 +269,6 @@ size_t stun_encode_unknown(uint8_t *out, size_t cap, const struct stun_msg *req)
 	memcpy(v + 4, reason, rlen);
 	v = attr(out, &len, STUN_ATTR_UNKNOWN_ATTRIBUTES, (uint16_t)(2 * req->nunknown));
 	for (unsigned i = 0; i < req->nunknown; i++)
-		put16(v + 2 * i, req->unknown[i]);
+		eng_put_be16(v + 2 * i, req->unknown[i]);
 	return finish(out, len, req->has_fingerprint);
 }

@@ -1,5 +1,6 @@
 /* framing.c - length-prefixed framing (see framing.h). */
 #include "framing.h"
+#include "engine/bytes.h"
 
 #include <errno.h>
 #include <string.h>
@@ -21,11 +22,6 @@ void frame_decoder_reset(struct frame_decoder *d)
 bool frame_decoder_mid_frame(const struct frame_decoder *d)
 {
 	return d->hdr_have > 0 || d->partial;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 void frame_encode(struct crust_msg *m)
@@ -133,7 +129,7 @@ int frame_decode(struct frame_decoder *d, struct eng_rxbuf *b, uint8_t *p, uint3
 			if (d->hdr_have == FRAME_HDR_LEN) {
 				uint32_t body = 0;
 				d->hdr_have = 0;
-				int err = start_frame(d, b, p + used, n - used, get_be32(d->hdr), &body,
+				int err = start_frame(d, b, p + used, n - used, eng_get_be32(d->hdr), &body,
 						      &whole);
 				if (err)
 					return err;

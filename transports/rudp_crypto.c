@@ -129,7 +129,7 @@ static void token_mac(const uint8_t secret[32], const struct sockaddr_storage *f
 	uint16_t port = eng_addr_port(from);
 	msg[16] = (uint8_t)(port >> 8);
 	msg[17] = (uint8_t)port;
-	rudp_put_be32(msg + 18, now_s);
+	eng_put_be32(msg + 18, now_s);
 	rudp_put_cid(msg + 22, odcid);
 	crypto_generichash(mac, 16, msg, sizeof(msg), secret, 32);
 }
@@ -137,7 +137,7 @@ static void token_mac(const uint8_t secret[32], const struct sockaddr_storage *f
 void rudp_token_make(const uint8_t secret[32], const struct sockaddr_storage *from,
 		     uint64_t odcid, uint32_t now_s, uint8_t out[RUDP_TOKEN_LEN])
 {
-	rudp_put_be32(out, now_s);
+	eng_put_be32(out, now_s);
 	token_mac(secret, from, odcid, now_s, out + 4);
 }
 
@@ -146,7 +146,7 @@ bool rudp_token_check(const uint8_t secret[32], const struct sockaddr_storage *f
 {
 	if (len != RUDP_TOKEN_LEN)
 		return false;
-	uint32_t t = rudp_get_be32(tok);
+	uint32_t t = eng_get_be32(tok);
 	if (t > now_s || now_s - t > RUDP_TOKEN_LIFETIME_S)
 		return false;
 	uint8_t mac[16];

@@ -59,7 +59,7 @@ uint8_t *rudp_write_hdr(uint8_t *p, const uint8_t *end, struct rudp_hdr *h)
 		return NULL;
 	*p++ = h->type;
 	if (lng) {
-		rudp_put_be32(p, RUDP_VERSION);
+		eng_put_be32(p, RUDP_VERSION);
 		p += 4;
 	}
 	rudp_put_cid(p, h->dcid);
@@ -75,7 +75,7 @@ uint8_t *rudp_write_hdr(uint8_t *p, const uint8_t *end, struct rudp_hdr *h)
 		p += h->token_len;
 	}
 	if (h->type != RUDP_PKT_RETRY) {
-		rudp_put_be32(p, h->pn_trunc);
+		eng_put_be32(p, h->pn_trunc);
 		p += RUDP_PN_LEN;
 	}
 	h->hdr_len = (uint32_t)(p - start);
@@ -95,7 +95,7 @@ const uint8_t *rudp_parse_hdr(const uint8_t *p, const uint8_t *end, struct rudp_
 	if ((size_t)(end - p) < (lng ? 4 + 2 * RUDP_CID_LEN : RUDP_CID_LEN))
 		return NULL;
 	if (lng) {
-		if (rudp_get_be32(p) != RUDP_VERSION)
+		if (eng_get_be32(p) != RUDP_VERSION)
 			return NULL;
 		p += 4;
 	}
@@ -115,7 +115,7 @@ const uint8_t *rudp_parse_hdr(const uint8_t *p, const uint8_t *end, struct rudp_
 	if (h->type != RUDP_PKT_RETRY) {
 		if ((size_t)(end - p) < RUDP_PN_LEN)
 			return NULL;
-		h->pn_trunc = rudp_get_be32(p);
+		h->pn_trunc = eng_get_be32(p);
 		p += RUDP_PN_LEN;
 	}
 	if ((size_t)(end - p) < RUDP_TAG_LEN)

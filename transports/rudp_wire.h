@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/bytes.h"
+
 #define RUDP_VERSION 0x43520001u   /* "CR" 0 1 */
 #define RUDP_CID_LEN 8u
 #define RUDP_PN_LEN 4u             /* packet numbers travel truncated to 32 bits */
@@ -77,17 +79,6 @@ unsigned rudp_varint_len(uint64_t v);
 uint8_t *rudp_put_varint(uint8_t *p, const uint8_t *end, uint64_t v);
 const uint8_t *rudp_get_varint(const uint8_t *p, const uint8_t *end, uint64_t *v);
 
-static inline void rudp_put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-static inline uint32_t rudp_get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 void rudp_put_cid(uint8_t *p, uint64_t cid);
 uint64_t rudp_get_cid(const uint8_t *p);
 

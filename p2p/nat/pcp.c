@@ -8,28 +8,7 @@
 #include <string.h>
 
 #include "pcp.h"
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	put16(p, (uint16_t)(v >> 16));
-	put16(p + 2, (uint16_t)v);
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)get16(p) << 16 | get16(p + 2);
-}
+#include "engine/bytes.h"
 
 size_t pcp_encode_map(uint8_t *out, size_t cap, uint32_t lifetime, const uint8_t client_ip[16],
 		      const struct pcp_map *m)
@@ -40,14 +19,14 @@ size_t pcp_encode_map(uint8_t *out, size_t cap, uint32_t lifetime, const uint8_t
 	/* 7.1: version, R=0 + opcode, 16 reserved bits, lifetime, client IP */
 	out[0] = PCP_VERSION;
 	out[1] = PCP_OP_MAP;
-	put32(out + 4, lifetime);
+	eng_put_be32(out + 4, lifetime);
 	memcpy(out + 8, client_ip, 16);
 	/* 11.1: nonce, protocol, 24 reserved bits, internal port, suggested external */
 	uint8_t *b = out + PCP_HEADER_LEN;
 	memcpy(b, m->nonce, PCP_NONCE_LEN);
 	b[12] = m->protocol;
-	put16(b + 16, m->internal_port);
-	put16(b + 18, m->external_port);
+	eng_put_be16(b + 16, m->internal_port);
+	eng_put_be16(b + 18, m->external_port);
 	memcpy(b + 20, m->external_ip, 16);
 	return PCP_MAP_MSG_LEN;
 }
@@ -59,7 +38,7 @@ static int check_options(const uint8_t *p, size_t len)
 	while (off < len) {
 		if (len - off < 4)
 			return -EBADMSG;
-		size_t olen = get16(p + off + 2);
+		size_t olen = eng_get_be16(p + off + 2);
 		size_t padded = (olen + 3) & ~(size_t)3;
 		if (padded > len - off - 4)
 			return -EBADMSG;
@@ -80,8 +59,8 @@ int pcp_parse_map(const uint8_t *p, size_t len, struct pcp_answer *a)
 		return -EBADMSG;
 	memset(a, 0, sizeof(*a));
 	a->result = p[3];
-	a->lifetime = get32(p + 4);
-	a->epoch = get32(p + 8);
+	a->lifetime = eng_get_be32(p + 4);
+	a->epoch = eng_get_be32(p + 8);
 	if (len < PCP_MAP_MSG_LEN) {
 		/* 7.2: an error answer may come without the opcode body only if
 		 * the request could not be parsed; a success needs the body */
@@ -90,8 +69,8 @@ int pcp_parse_map(const uint8_t *p, size_t len, struct pcp_answer *a)
 	const uint8_t *b = p + PCP_HEADER_LEN;
 	memcpy(a->map.nonce, b, PCP_NONCE_LEN);
 	a->map.protocol = b[12];
-	a->map.internal_port = get16(b + 16);
-	a->map.external_port = get16(b + 18);
+	a->map.internal_port = eng_get_be16(b + 16);
+	a->map.external_port = eng_get_be16(b + 18);
 	memcpy(a->map.external_ip, b + 20, 16);
 	return check_options(p, len);
 }

@@ -150,7 +150,7 @@ static void cb_received(void *ctx, struct tp_conn *c, struct crust_msg *m)
 		/* whole and in order: exactly the next message of what we sent */
 		uint32_t off = H.canon_delivered;
 		FUZZ_CHECK(off + FRAME_HDR_LEN + m->len <= CANON_LEN);
-		FUZZ_CHECK(rudp_get_be32(H.canon + off) == m->len);
+		FUZZ_CHECK(eng_get_be32(H.canon + off) == m->len);
 		FUZZ_CHECK(memcmp(H.canon + off + FRAME_HDR_LEN, m->data, m->len) == 0);
 		H.canon_delivered = off + FRAME_HDR_LEN + m->len;
 	}
@@ -694,7 +694,7 @@ static void make_canon(uint8_t seed)
 		uint32_t len = sizes[(seed + i * (seed | 1u)) % 10];
 		if (FRAME_HDR_LEN + len > rem || rem - FRAME_HDR_LEN - len < FRAME_HDR_LEN)
 			len = rem - FRAME_HDR_LEN; /* the last message takes the rest */
-		rudp_put_be32(H.canon + off, len);
+		eng_put_be32(H.canon + off, len);
 		for (uint32_t j = 0; j < len; j++)
 			H.canon[off + FRAME_HDR_LEN + j] = (uint8_t)(i + j * 31);
 		off += FRAME_HDR_LEN + len;

@@ -164,7 +164,7 @@ void fuzz_rudp_recv(const uint8_t *data, size_t size)
 	send_some(&c, data[0] & 0x7f, now);
 	const uint8_t *p = data + 1, *end = data + size;
 	while (end - p >= 5 && !c.closed) {
-		uint32_t n = p[0], trunc = rudp_get_be32(p + 1);
+		uint32_t n = p[0], trunc = eng_get_be32(p + 1);
 		p += 5;
 		if (n > (uint32_t)(end - p))
 			n = (uint32_t)(end - p);

@@ -103,7 +103,7 @@ void fuzz_rudp_wire(const uint8_t *data, size_t size)
 		uint64_t largest;
 		memcpy(&largest, data, 8);
 		largest &= (1ull << 62) - 1;
-		uint32_t trunc = rudp_get_be32(data + 8);
+		uint32_t trunc = eng_get_be32(data + 8);
 		uint64_t pn = rudp_decode_pn(largest, trunc);
 		FUZZ_CHECK((uint32_t)pn == trunc);
 		uint64_t expected = largest + 1;

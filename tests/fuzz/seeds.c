@@ -190,7 +190,7 @@ static void seed_rudp_wire(void)
 static uint8_t *recv_pkt(uint8_t *p, uint32_t pn, const uint8_t *f, size_t n)
 {
 	*p++ = (uint8_t)n;
-	rudp_put_be32(p, pn);
+	eng_put_be32(p, pn);
 	memcpy(p + 4, f, n);
 	return p + 4 + n;
 }

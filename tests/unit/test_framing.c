@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/bytes.h"
 #include "transports/framing.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -67,14 +68,6 @@ struct stream {
 	size_t *off;         /* payload offset of frame i in wire */
 };
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
 /* Frames of the given lengths; payload bytes from seed (never all equal). */
 static void stream_build(struct stream *st, const uint32_t *lens, size_t n, uint64_t seed)
 {
@@ -90,7 +83,7 @@ static void stream_build(struct stream *st, const uint32_t *lens, size_t n, uint
 	cr_assert(not(eq(ptr, st->wire, NULL)));
 	size_t at = 0;
 	for (size_t i = 0; i < n; i++) {
-		put_be32(st->wire + at, lens[i]);
+		eng_put_be32(st->wire + at, lens[i]);
 		at += FRAME_HDR_LEN;
 		st->len[i] = lens[i];
 		st->off[i] = at;
@@ -512,8 +505,8 @@ Test(framing, length_above_max_is_emsgsize)
 	uint8_t wire[2 * FRAME_HDR_LEN + 1000 + 8];
 	memset(wire, 0xab, sizeof(wire));
 	/* one good frame of exactly max_len, then a header of max_len + 1 */
-	put_be32(wire, 1000);
-	put_be32(wire + FRAME_HDR_LEN + 1000, 1001);
+	eng_put_be32(wire, 1000);
+	eng_put_be32(wire + FRAME_HDR_LEN + 1000, 1001);
 	struct frame_decoder d;
 	struct run r = { 0 };
 	frame_decoder_init(&d, 1000);
@@ -527,7 +520,7 @@ Test(framing, length_above_max_is_emsgsize)
 	/* the bad header split over calls: the call that completes it fails */
 	frame_decoder_init(&d, 1000);
 	uint8_t hdr[FRAME_HDR_LEN];
-	put_be32(hdr, 0xffffffffu);
+	eng_put_be32(hdr, 0xffffffffu);
 	cr_assert(zero(int, frame_decode(&d, NULL, hdr, 3, sink, &r)));
 	cr_assert(eq(int, frame_decode(&d, NULL, hdr + 3, 1, sink, &r), -EMSGSIZE));
 	cr_assert(zero(sz, r.ngot));
@@ -541,10 +534,10 @@ Test(framing, mid_frame_is_true_exactly_inside_a_frame)
 	frame_decoder_init(&d, 100);
 	cr_assert(not(frame_decoder_mid_frame(&d)), "fresh");
 	uint8_t wire[FRAME_HDR_LEN + 10 + FRAME_HDR_LEN];
-	put_be32(wire, 10);
+	eng_put_be32(wire, 10);
 	for (int i = 0; i < 10; i++)
 		wire[FRAME_HDR_LEN + i] = (uint8_t)i;
-	put_be32(wire + FRAME_HDR_LEN + 10, 0);
+	eng_put_be32(wire + FRAME_HDR_LEN + 10, 0);
 	/* header byte by byte, payload byte by byte */
 	for (size_t i = 0; i < FRAME_HDR_LEN + 10; i++) {
 		cr_assert(zero(int, frame_decode(&d, NULL, wire + i, 1, sink, &r)));
@@ -593,7 +586,7 @@ Test(framing, reset_frees_a_partial_and_starts_clean)
 #endif
 	uint8_t *wire = calloc(1, FRAME_HDR_LEN + LEN);
 	cr_assert(not(eq(ptr, wire, NULL)));
-	put_be32(wire, LEN);
+	eng_put_be32(wire, LEN);
 	struct frame_decoder d;
 	struct run r = { 0 };
 	frame_decoder_init(&d, LEN);
@@ -632,7 +625,7 @@ Test(framing, a_huge_announced_frame_costs_only_what_arrived)
 {
 	enum { CLAIM = 16 << 20 };
 	uint8_t wire[FRAME_HDR_LEN + 10] = { 0 };
-	put_be32(wire, CLAIM);
+	eng_put_be32(wire, CLAIM);
 	struct frame_decoder d;
 	struct run r = { 0 };
 	frame_decoder_init(&d, CLAIM);
@@ -648,7 +641,7 @@ Test(framing, sink_can_stop_decoding)
 {
 	uint8_t wire[3 * (FRAME_HDR_LEN + 2)];
 	for (int i = 0; i < 3; i++) {
-		put_be32(wire + i * (FRAME_HDR_LEN + 2), 2);
+		eng_put_be32(wire + i * (FRAME_HDR_LEN + 2), 2);
 		wire[i * (FRAME_HDR_LEN + 2) + FRAME_HDR_LEN] = (uint8_t)i;
 		wire[i * (FRAME_HDR_LEN + 2) + FRAME_HDR_LEN + 1] = (uint8_t)i;
 	}
