@@ -487,6 +487,12 @@ def check(cond, what, *nodes):
     log("ok: " + what)
 
 
+def quit_all(nodes):
+    """Each node quits, in order, with status 0."""
+    for n in nodes:
+        check(n.quit() == 0, "%s quits with status 0" % n.name, n)
+
+
 def connect_pair(a, b, timeout=DEFAULT_TIMEOUT):
     """b dials a; both see new_connection with the other's id."""
     b.connect(a.port)

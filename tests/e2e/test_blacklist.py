@@ -18,7 +18,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from crustnode import CrustNode, check, connect_pair, exchange, log, run  # noqa: E402
+from crustnode import CrustNode, check, connect_pair, exchange, log, quit_all, run  # noqa: E402
 
 T = 15.0
 OUTCOME = ("new_connection", "connect_failed", "error")
@@ -157,8 +157,7 @@ def main():
     check(f.peers() == [c.peer], "malformed blacklist commands changed nothing", f)
 
     log("quitting")
-    for n in (a, b, c, d, e, f):
-        check(n.quit() == 0, "%s quits with status 0" % n.name, n)
+    quit_all((a, b, c, d, e, f))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from crustnode import CrustNode, check, connect_pair, exchange, log, run  # noqa: E402
+from crustnode import CrustNode, check, connect_pair, exchange, log, quit_all, run  # noqa: E402
 
 FAST = ["--keepalive-ms", "200", "--idle-timeout-ms", "1500"]
 LOSS_BOUND = 10.0   # s: generous bound for a timeout-driven lost_connection
@@ -91,8 +91,7 @@ def keepalive_and_timeout():
     connect_pair(a, b)
     exchange(a, b, "welcome back")
     exchange(b, a, "thanks")
-    for n in (a, b):
-        check(n.quit() == 0, "%s quits with status 0" % n.name, n)
+    quit_all((a, b))
 
 
 def keepalives_are_needed():

@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import crustwire as w  # noqa: E402
-from crustnode import CrustNode, check, exchange, frame, log, msg_bytes, run  # noqa: E402
+from crustnode import CrustNode, check, exchange, frame, log, msg_bytes, quit_all, run  # noqa: E402
 
 TIMEOUT_MS = 2000
 IDLE = TIMEOUT_MS / 1000 + 1.5
@@ -108,8 +108,7 @@ def main():
     exchange(c, a, "hello A")
 
     raw.close()
-    for n in (c, b, a):
-        check(n.quit() == 0, "%s quits with status 0" % n.name, n)
+    quit_all((c, b, a))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from crustnode import CrustNode, check, exchange, log, run  # noqa: E402
+from crustnode import CrustNode, check, exchange, log, quit_all, run  # noqa: E402
 from punchlab import COORD_IP, PunchLab  # noqa: E402
 
 T = 30.0
@@ -95,8 +95,7 @@ def main():
             for ta in TYPES:
                 log("%-10s" % ta + "".join("%-19s" % ("%s (%d)" % results[(transport, ta, tb)])
                                             for tb in TYPES))
-        for n in nodes:
-            check(n.quit() == 0, "%s quits with status 0" % n.name, n)
+        quit_all(nodes)
         nodes = []
     finally:
         for n in nodes:

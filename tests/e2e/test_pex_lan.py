@@ -22,7 +22,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from crustnode import CrustNode, check, log, run  # noqa: E402
+from crustnode import CrustNode, check, log, quit_all, run  # noqa: E402
 from netlab import Lab  # noqa: E402
 
 T = 40.0   # generous bound for each wait; nothing is timed
@@ -85,8 +85,7 @@ def main():
         check(not by_beacon, "A and C never discovered each other by beacon (%r)" % by_beacon, a)
         check(set(a.peers()) == {b.peer, c.peer}, "A's peers are B and C", a)
 
-        for n in nodes:
-            check(n.quit() == 0, "%s quits with status 0" % n.name, n)
+        quit_all(nodes)
         nodes = []
     finally:
         for n in nodes:

@@ -31,7 +31,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from crustnode import CrustNode, check, exchange, log, run  # noqa: E402
+from crustnode import CrustNode, check, exchange, log, quit_all, run  # noqa: E402
 from punchlab import COORD_IP, PunchLab  # noqa: E402
 
 T = 30.0
@@ -95,8 +95,7 @@ def main():
             check(now < fds + 16, "the losing extra sockets are closed (%d descriptors before,"
                   " %d after)" % (fds, now), sym)
             times.append((asker.name, ra["elapsed_ms"]))
-            for n in (cone, sym):
-                check(n.quit() == 0, "%s quits with status 0" % n.name, n)
+            quit_all((cone, sym))
             nodes = [n for n in nodes if n not in (cone, sym)]
         # twice in four runs by chance: 1 in 10,000; every time would mean the registered
         # mapping, not birthday punching, carries the connections

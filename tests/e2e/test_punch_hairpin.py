@@ -24,7 +24,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from crustnode import CrustNode, check, exchange, log, run  # noqa: E402
+from crustnode import CrustNode, check, exchange, log, quit_all, run  # noqa: E402
 from punchlab import COORD_IP, PunchLab  # noqa: E402
 
 T = 30.0
@@ -90,8 +90,7 @@ def main():
               " public address (no_hairpin counter moved)")
         for what, via, ms in rows:
             log("  %-12s %-10s %5d ms" % (what, via, ms))
-        for n in nodes:
-            check(n.quit() == 0, "%s quits with status 0" % n.name, n)
+        quit_all(nodes)
         nodes = []
     finally:
         for n in nodes:

@@ -45,7 +45,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from crustnode import CrustNode, check, exchange, log, run  # noqa: E402
+from crustnode import CrustNode, check, exchange, log, quit_all, run  # noqa: E402
 from punchlab import COORD_IP, PunchLab  # noqa: E402
 
 T = 30.0
@@ -162,8 +162,7 @@ def main():
         log("method matrix (elapsed from the punch command to the connection):")
         for a_kind, b_kind, via, ms, _ in rows:  # noqa: B007
             log("  %-9s <-> %-9s %-10s %5d ms" % (a_kind, b_kind, via, ms))
-        for n in nodes:
-            check(n.quit() == 0, "%s quits with status 0" % n.name, n)
+        quit_all(nodes)
         nodes = []
         check(lab.stop(coord) == 0, "the coordinator exits with status 0 on SIGTERM")
     finally:

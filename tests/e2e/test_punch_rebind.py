@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from crustnode import CrustNode, check, exchange, log, run  # noqa: E402
+from crustnode import CrustNode, check, exchange, quit_all, run  # noqa: E402
 from punchlab import COORD_IP, PunchLab  # noqa: E402
 
 T = 30.0
@@ -69,8 +69,7 @@ def main():
               (cb["addr"], a.port), a, b)
         exchange(a, b, "after the move")
         exchange(b, a, "and back")
-        for n in nodes:
-            check(n.quit() == 0, "%s quits with status 0" % n.name, n)
+        quit_all(nodes)
         nodes = []
     finally:
         for n in nodes:

@@ -14,7 +14,7 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from crustnode import CrustNode, check, exchange, log, run  # noqa: E402
+from crustnode import CrustNode, check, exchange, log, quit_all, run  # noqa: E402
 
 
 def dial_rudp(src, dst):
@@ -85,8 +85,7 @@ def main():
     check("timeout" in lost["reason"] or "idle" in lost["reason"],
           "A reports C lost after the idle timeout (%r)" % lost["reason"], a)
 
-    for n in (a, b):
-        check(n.quit() == 0, "%s quits with status 0" % n.name, n)
+    quit_all((a, b))
 
 
 run(main)

@@ -31,7 +31,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from crustnode import (ROOT, CrustNode, _child_setup, check, connect_pair, exchange,  # noqa: E402
-                       log, run)
+                       log, quit_all, run)
 
 LUA = os.path.join(ROOT, "tools", "wireshark", "crust.lua")
 BIG = 20000
@@ -156,8 +156,7 @@ def session(tmp, tag, tracer):
         raw = cap.finish()
     finally:
         stop(cap.proc)
-    for n in (a, b):
-        check(n.quit() == 0, "%s quits with status 0" % n.name, n)
+    quit_all((a, b))
     if os.environ.get("E2E_KEEP_CAPTURE"):
         os.makedirs(os.environ["E2E_KEEP_CAPTURE"], exist_ok=True)
         shutil.copy(cap.path, os.environ["E2E_KEEP_CAPTURE"])

@@ -122,25 +122,77 @@ static inline void stress_fill(uint8_t *buf, size_t len, uint16_t src, uint16_t 
 	memcpy(buf, &h, sizeof(h));
 }
 
+/* What one directed pair sent and received: counts and order-independent digests. */
+struct stress_pair {
+	atomic_ullong sent, sent_digest, recv, recv_digest, enobufs, notconn;
+};
+
+/* What goes into a pair's digest for one message: order-independent sum. */
+static inline uint64_t stress_digest_of(const struct stress_hdr *h, size_t len)
+{
+	return stress_mix(h->hash ^ ((uint64_t)h->seq << 20) ^ len ^ ((uint64_t)h->prio << 60));
+}
+
 /*
  * Send message seq of flow (src, dst, prio), len bytes, to peer: copied from buf
  * (crust_send) or built in a library message (crust_send_msg, which takes it),
- * as by_msg says. *h gets its header; returns what the send returned.
+ * as by_msg says. True if the library took it (counted in pc); -ENOBUFS and
+ * -ENOTCONN are counted and give false; any other error fails the program.
  */
-static inline int stress_send(struct crust_service *svc, const struct crust_peer_id *peer,
-			      uint8_t *buf, uint32_t len, uint16_t src, uint16_t dst, uint32_t seq,
-			      uint8_t prio, bool by_msg, struct stress_hdr *h)
+static inline bool stress_send(struct crust_service *svc, const struct crust_peer_id *peer,
+			       uint8_t *buf, uint32_t len, uint16_t src, uint16_t dst, uint32_t seq,
+			       uint8_t prio, bool by_msg, struct stress_pair *pc)
 {
+	struct stress_hdr h;
+	int err;
 	if (!by_msg) {
 		stress_fill(buf, len, src, dst, seq, prio);
-		memcpy(h, buf, sizeof(*h));
-		return crust_send(svc, peer, buf, len, prio);
+		memcpy(&h, buf, sizeof(h));
+		err = crust_send(svc, peer, buf, len, prio);
+	} else {
+		struct crust_msg *m = crust_msg_alloc(svc, len);
+		STRESS_CHECK(m != NULL, "crust_msg_alloc(%u)", len);
+		stress_fill(crust_msg_data(m), len, src, dst, seq, prio);
+		memcpy(&h, crust_msg_data(m), sizeof(h));
+		err = crust_send_msg(svc, peer, m, prio); /* m is the library's now */
 	}
-	struct crust_msg *m = crust_msg_alloc(svc, len);
-	STRESS_CHECK(m != NULL, "crust_msg_alloc(%u)", len);
-	stress_fill(crust_msg_data(m), len, src, dst, seq, prio);
-	memcpy(h, crust_msg_data(m), sizeof(*h));
-	return crust_send_msg(svc, peer, m, prio); /* m is the library's now */
+	if (err == -ENOBUFS || err == -ENOTCONN) {
+		atomic_fetch_add(err == -ENOBUFS ? &pc->enobufs : &pc->notconn, 1);
+		return false;
+	}
+	STRESS_CHECK(err == 0, "send %u->%u: %s", src, dst, crust_strerror(err));
+	atomic_fetch_add(&pc->sent_digest, stress_digest_of(&h, len));
+	atomic_fetch_add(&pc->sent, 1);
+	return true;
+}
+
+/* A checked message of len bytes with header h arrived on pc. */
+static inline void stress_received(struct stress_pair *pc, const struct stress_hdr *h, size_t len)
+{
+	atomic_fetch_add(&pc->recv_digest, stress_digest_of(h, len));
+	atomic_fetch_add(&pc->recv, 1);
+}
+
+/*
+ * Settle pair src->dst: a churned pair (drops and redials) received no more than was
+ * sent; any other received exactly what was sent (digest). Adds to *exact or to
+ * *churned / *churned_sent.
+ */
+static inline void stress_pair_settle(struct stress_pair *pc, bool churned_pair, int src, int dst,
+				      uint64_t *exact, uint64_t *churned, uint64_t *churned_sent)
+{
+	uint64_t sent = atomic_load(&pc->sent), recv = atomic_load(&pc->recv);
+	if (churned_pair) {
+		STRESS_CHECK(recv <= sent, "churned pair %d->%d: %llu received > %llu sent", src, dst,
+			     (unsigned long long)recv, (unsigned long long)sent);
+		*churned += recv;
+		*churned_sent += sent;
+		return;
+	}
+	STRESS_CHECK(atomic_load(&pc->recv_digest) == atomic_load(&pc->sent_digest),
+		     "pair %d->%d: digest of %llu received differs from what was sent", src, dst,
+		     (unsigned long long)recv);
+	*exact += recv;
 }
 
 /* Check a received message; returns its header or fails the program. */
@@ -154,12 +206,6 @@ static inline struct stress_hdr stress_verify(const uint8_t *p, size_t len)
 	STRESS_CHECK(got == h.hash, "payload hash mismatch (src %u dst %u seq %u len %zu)", h.src,
 		     h.dst, h.seq, len);
 	return h;
-}
-
-/* What goes into a pair's digest for one message: order-independent sum. */
-static inline uint64_t stress_digest_of(const struct stress_hdr *h, size_t len)
-{
-	return stress_mix(h->hash ^ ((uint64_t)h->seq << 20) ^ len ^ ((uint64_t)h->prio << 60));
 }
 
 #endif

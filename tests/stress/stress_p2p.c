@@ -76,10 +76,6 @@ struct node {
 	atomic_uint lost[NNODES];
 };
 
-struct pair_count {
-	atomic_ullong sent, sent_digest, recv, recv_digest, enobufs, notconn;
-};
-
 #define SEEN_MAX (1u << 20) /* sequence numbers checked for duplicates, per flow */
 static _Atomic uint64_t seen[NNODES][NNODES][NPRIO][SEEN_MAX / 64];
 static atomic_ullong reordered;
@@ -88,7 +84,7 @@ static struct crust_service *coord;
 static pthread_rwlock_t coord_api;
 static bool coord_gone;
 static uint64_t t_start;
-static struct pair_count counts[NNODES][NNODES]; /* [src][dst] */
+static struct stress_pair counts[NNODES][NNODES]; /* [src][dst] */
 static atomic_bool churny[NNODES][NNODES];
 static atomic_ullong via_count[CRUST_VIA_UPNP + 1];
 static atomic_ullong ev_count[CRUST_EV_PORT_MAPPING + 1];
@@ -160,9 +156,7 @@ static void on_message(struct node *dst, const struct crust_event *ev)
 		STRESS_CHECK(!(was & bit), "flow %d->%d prio %u: seq %u delivered twice", src,
 			     dst->idx, h.prio, h.seq);
 	}
-	struct pair_count *pc = &counts[src][dst->idx];
-	atomic_fetch_add(&pc->recv_digest, stress_digest_of(&h, len));
-	atomic_fetch_add(&pc->recv, 1);
+	stress_received(&counts[src][dst->idx], &h, len);
 }
 
 static void handle_event(struct node *n, const struct crust_event *ev)
@@ -337,18 +331,10 @@ static bool send_one(struct node *n, int t, uint8_t *buf)
 	uint8_t prio = (uint8_t)(rnd(&n->rng) % NPRIO);
 	uint32_t len = pick_size(&n->rng);
 	uint32_t seq = n->next_seq[t][prio] + 1;
-	struct pair_count *pc = &counts[n->idx][t];
-	struct stress_hdr h;
-	int err = stress_send(n->svc, &nodes[t].id, buf, len, (uint16_t)n->idx, (uint16_t)t, seq,
-			      prio, rnd(&n->rng) & 1, &h);
-	if (err == -ENOBUFS || err == -ENOTCONN) {
-		atomic_fetch_add(err == -ENOBUFS ? &pc->enobufs : &pc->notconn, 1);
+	if (!stress_send(n->svc, &nodes[t].id, buf, len, (uint16_t)n->idx, (uint16_t)t, seq, prio,
+			 rnd(&n->rng) & 1, &counts[n->idx][t]))
 		return false;
-	}
-	STRESS_CHECK(err == 0, "send N%d->N%d: %s", n->idx, t, crust_strerror(err));
 	n->next_seq[t][prio] = seq;
-	atomic_fetch_add(&pc->sent_digest, stress_digest_of(&h, len));
-	atomic_fetch_add(&pc->sent, 1);
 	return true;
 }
 
@@ -414,28 +400,20 @@ static bool stable_settled(void)
 static void check_pairs(const char *phase)
 {
 	wait_until(stable_settled, "every message of the stable pairs");
-	unsigned long long exact = 0, churned = 0, churned_sent = 0;
+	uint64_t exact = 0, churned = 0, churned_sent = 0;
 	for (int s = 0; s < NNODES; s++)
 		for (int d = 0; d < NNODES; d++) {
 			if (s == d)
 				continue;
-			struct pair_count *pc = &counts[s][d];
-			uint64_t sent = atomic_load(&pc->sent), recv = atomic_load(&pc->recv);
-			if (atomic_load(&churny[s][d])) {
-				STRESS_CHECK(recv <= sent, "churned N%d->N%d: %llu received > %llu sent",
-					     s, d, (unsigned long long)recv, (unsigned long long)sent);
-				churned += recv;
-				churned_sent += sent;
-				continue;
-			}
-			STRESS_CHECK(sent > 0, "N%d->N%d sent nothing", s, d);
-			STRESS_CHECK(atomic_load(&pc->recv_digest) == atomic_load(&pc->sent_digest),
-				     "N%d->N%d: digest of %llu received differs from what was sent", s,
-				     d, (unsigned long long)recv);
-			exact += recv;
+			bool churny_pair = atomic_load(&churny[s][d]);
+			STRESS_CHECK(churny_pair || atomic_load(&counts[s][d].sent) > 0,
+				     "N%d->N%d sent nothing", s, d);
+			stress_pair_settle(&counts[s][d], churny_pair, s, d, &exact, &churned,
+					   &churned_sent);
 		}
 	STAMP("phase %s: stable pairs %llu messages exact (count and digest); churned pairs %llu "
-	      "of %llu delivered", phase, exact, churned, churned_sent);
+	      "of %llu delivered", phase, (unsigned long long)exact, (unsigned long long)churned,
+	      (unsigned long long)churned_sent);
 }
 
 /* --- churn ----------------------------------------------------------------------- */

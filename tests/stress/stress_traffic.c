@@ -54,13 +54,9 @@ struct node {
 	uint64_t rx_rng;                 /* receiving thread only */
 };
 
-struct pair_count {
-	atomic_ullong sent, sent_digest, recv, recv_digest, enobufs, notconn;
-};
-
 static struct node nodes[NSVC];
 static uint64_t t_start;
-static struct pair_count counts[NSVC][NSVC]; /* [src][dst] */
+static struct stress_pair counts[NSVC][NSVC]; /* [src][dst] */
 static struct crust_endpoint s_ep[2];         /* S's TCP and reliable-UDP endpoints */
 static atomic_bool churny[NSVC];             /* pairs S <-> client that churn: not exact */
 static atomic_ullong s_events[CRUST_EV_BOOTSTRAP_ROUND + 1];
@@ -106,9 +102,7 @@ static void on_message(struct node *dst, const struct crust_event *ev)
 	STRESS_CHECK(h.seq > *last, "flow %d->%d prio %u: seq %u after %u (reordered or repeated)",
 		     src, dst->idx, h.prio, h.seq, *last);
 	*last = h.seq;
-	struct pair_count *pc = &counts[src][dst->idx];
-	atomic_fetch_add(&pc->recv_digest, stress_digest_of(&h, len));
-	atomic_fetch_add(&pc->recv, 1);
+	stress_received(&counts[src][dst->idx], &h, len);
 }
 
 /* Clients: events on their shard thread. */
@@ -205,22 +199,10 @@ static bool send_one(struct node *n, int t, uint8_t *buf)
 	uint8_t prio = (uint8_t)(rnd(&n->rng) % NPRIO);
 	uint32_t len = pick_size(&n->rng);
 	uint32_t seq = n->next_seq[t][prio] + 1;
-	struct pair_count *pc = &counts[n->idx][t];
-	struct stress_hdr h;
-	int err = stress_send(n->svc, &nodes[t].id, buf, len, (uint16_t)n->idx, (uint16_t)t, seq,
-			      prio, rnd(&n->rng) & 1, &h);
-	if (err == -ENOBUFS) {
-		atomic_fetch_add(&pc->enobufs, 1);
+	if (!stress_send(n->svc, &nodes[t].id, buf, len, (uint16_t)n->idx, (uint16_t)t, seq, prio,
+			 rnd(&n->rng) & 1, &counts[n->idx][t]))
 		return false;
-	}
-	if (err == -ENOTCONN) {
-		atomic_fetch_add(&pc->notconn, 1);
-		return false;
-	}
-	STRESS_CHECK(err == 0, "send %d->%d: %s", n->idx, t, crust_strerror(err));
 	n->next_seq[t][prio] = seq;
-	atomic_fetch_add(&pc->sent_digest, stress_digest_of(&h, len));
-	atomic_fetch_add(&pc->sent, 1);
 	return true;
 }
 
@@ -414,19 +396,8 @@ static void check_pairs(const char *phase)
 			int client = s ? s : d;
 			if (s == d || (s && d))
 				continue;
-			struct pair_count *pc = &counts[s][d];
-			uint64_t sent = atomic_load(&pc->sent), recv = atomic_load(&pc->recv);
-			if (atomic_load(&churny[client])) {
-				STRESS_CHECK(recv <= sent, "churned pair %d->%d: %llu received > %llu sent",
-					     s, d, (unsigned long long)recv, (unsigned long long)sent);
-				churned += recv;
-				sent_churned += sent;
-				continue;
-			}
-			STRESS_CHECK(atomic_load(&pc->recv_digest) == atomic_load(&pc->sent_digest),
-				     "pair %d->%d: digest of %llu received differs from what was sent",
-				     s, d, (unsigned long long)recv);
-			total += recv;
+			stress_pair_settle(&counts[s][d], atomic_load(&churny[client]), s, d, &total,
+					   &churned, &sent_churned);
 		}
 	printf("[%5.1f s] phase %s: stable pairs %llu messages exact (count and digest); churned pairs "
 	       "%llu of %llu delivered\n", (double)(stress_now_ms() - t_start) / 1000.0, phase, (unsigned long long)total,
